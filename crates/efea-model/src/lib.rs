@@ -1,0 +1,23 @@
+//! The EFEA-MSM network of `MODEL.md` on Burn: MobileNetV2 with the cross-dimensional space
+//! modulator (CDSM) and the multi-scale channel aggregator (MSCA).
+//!
+//! ```no_run
+//! use burn::tensor::{Device, Tensor};
+//! use efea_model::{EfeaNetConfig, Preset};
+//!
+//! let device = Device::flex();
+//! let model = EfeaNetConfig::preset(Preset::Full).init(&device);
+//! let logits = model.forward(Tensor::zeros([2, 1, 48, 48], &device));
+//! assert_eq!(logits.dims(), [2, 7]);
+//! ```
+
+pub mod attention;
+pub mod backbone;
+pub mod checkpoint;
+mod efea_net;
+pub mod layers;
+pub mod summary;
+pub mod weights;
+
+pub use efea_net::{EfeaNet, EfeaNetConfig, FeatureMaps, MSCA_TAP_STAGES, Preset};
+pub use weights::{ImportReport, WeightsError};
