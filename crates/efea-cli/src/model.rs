@@ -9,7 +9,8 @@ pub enum ModelCommand {
     Summary(SummaryArgs),
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+/// The ablation presets of MODEL.md, as command-line values.
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 pub enum PresetArg {
     Plain,
     Cdsm,

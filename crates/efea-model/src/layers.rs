@@ -9,6 +9,8 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::{relu, relu6};
 use burn::tensor::{Device, Tensor};
 
+use crate::kernels::{self, Act, BnParams, ConvGeometry, Route};
+
 /// `nn.BatchNorm2d` exactly as PyTorch computes it.
 ///
 /// Burn's `BatchNorm` feeds the biased batch variance into its running estimate; PyTorch
@@ -79,32 +81,72 @@ impl BatchNorm {
 
     fn forward_train(&self, input: Tensor<4>) -> Tensor<4> {
         let [n, _, h, w] = input.dims();
-        let count = (n * h * w) as f64;
-        let device = input.device();
         let result = burn::tensor::module::batch_norm_train(
             input,
             self.gamma.val(),
             self.beta.val(),
             self.epsilon,
         );
+        self.update_running(result.mean, result.variance, n * h * w);
+        result.output
+    }
+
+    /// Batch statistics on an autodiff device in training mode, else the running ones.
+    fn uses_batch_stats(&self, input: &Tensor<4>) -> bool {
+        input.device().is_autodiff() && self.training.is_enabled()
+    }
+
+    /// `activation(self.forward(input))`, fused into one kernel (forward and backward) where
+    /// the backend allows it.
+    pub fn forward_act(&self, input: Tensor<4>, activation: Activation) -> Tensor<4> {
+        if self.uses_batch_stats(&input) && kernels::route(&input) == Route::AutodiffFlex {
+            let [n, _, h, w] = input.dims();
+            let fused = kernels::batch_norm_act_train(
+                input,
+                self.gamma.val(),
+                self.beta.val(),
+                self.epsilon,
+                activation.into(),
+            )
+            .expect("an autodiff flex tensor routes to the fused kernel");
+            self.update_running(fused.mean, fused.variance, n * h * w);
+            return fused.output;
+        }
+        activation.apply(self.forward(input))
+    }
+
+    /// PyTorch's running estimates: `running = (1 - momentum) running + momentum batch`, with
+    /// the unbiased batch variance.
+    fn update_running(&self, mean: Tensor<1>, variance: Tensor<1>, count: usize) {
+        let count = count as f64;
         // PyTorch's running variance uses Bessel's correction; a single value has none.
         let unbiased = if count > 1.0 {
             count / (count - 1.0)
         } else {
             1.0
         };
+        let device = mean.device();
         let momentum = self.momentum;
-        let mean = self.running_mean.value_sync().to_device(&device);
-        let var = self.running_var.value_sync().to_device(&device);
-        let mean = mean
+        let running_mean = self.running_mean.value_sync().to_device(&device);
+        let running_var = self.running_var.value_sync().to_device(&device);
+        let running_mean = running_mean
             .mul_scalar(1.0 - momentum)
-            .add(result.mean.detach().mul_scalar(momentum));
-        let var = var
+            .add(mean.detach().mul_scalar(momentum));
+        let running_var = running_var
             .mul_scalar(1.0 - momentum)
-            .add(result.variance.detach().mul_scalar(momentum * unbiased));
-        self.running_mean.update(mean.detach());
-        self.running_var.update(var.detach());
-        result.output
+            .add(variance.detach().mul_scalar(momentum * unbiased));
+        self.running_mean.update(running_mean.detach());
+        self.running_var.update(running_var.detach());
+    }
+
+    fn eval_params(&self, device: &Device) -> BnParams {
+        BnParams {
+            gamma: self.gamma.val(),
+            beta: self.beta.val(),
+            mean: self.running_mean.value().to_device(device),
+            variance: self.running_var.value().to_device(device),
+            epsilon: self.epsilon,
+        }
     }
 
     /// Switch batch statistics off (or back on) while keeping the device as it is.
@@ -122,6 +164,16 @@ pub enum Activation {
     Relu,
     /// Linear: MobileNetV2's projection and the attention branches' last BN.
     Identity,
+}
+
+impl From<Activation> for Act {
+    fn from(activation: Activation) -> Self {
+        match activation {
+            Activation::Relu6 => Act::Relu6,
+            Activation::Relu => Act::Relu,
+            Activation::Identity => Act::Identity,
+        }
+    }
 }
 
 impl Activation {
@@ -179,8 +231,79 @@ impl ConvBnAct {
     /// # Shapes
     /// `[N, C_in, H, W] -> [N, C_out, H / stride, W / stride]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.activation.apply(self.bn.forward(self.conv.forward(x)))
+        conv_bn_act(&self.conv, &self.bn, self.activation, x)
     }
+}
+
+/// `activation(bn(conv(x)))`, by the fused kernels of [`crate::kernels`] where the backend
+/// allows: in training, the convolution (1x1 and depthwise) and the batch norm + activation
+/// each as one operation with its own backward pass; in inference, one convolution with the
+/// batch norm folded into it. Elsewhere, Burn's own operations.
+///
+/// # Shapes
+/// `[N, C_in, H, W] -> [N, C_out, H', W']`
+pub fn conv_bn_act(
+    conv: &Conv2d,
+    bn: &BatchNorm,
+    activation: Activation,
+    x: Tensor<4>,
+) -> Tensor<4> {
+    if bn.uses_batch_stats(&x) {
+        return bn.forward_act(conv_forward(conv, x), activation);
+    }
+    if kernels::route(&x) == Route::Flex
+        && let Some(geometry) = square_geometry(conv)
+    {
+        let params = bn.eval_params(&x.device());
+        return kernels::conv_bn_act_eval(
+            x,
+            conv.weight.val(),
+            conv.bias.as_ref().map(|b| b.val()),
+            geometry,
+            params,
+            activation.into(),
+        )
+        .expect("a flex tensor routes to the folded kernel");
+    }
+    activation.apply(bn.forward(conv.forward(x)))
+}
+
+/// `conv.forward(x)`, by the kernels of [`crate::kernels`] for 1x1 and depthwise convolutions
+/// on the CPU backend.
+pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if let Some(g) = square_geometry(conv)
+        && kernels::route(&x) != Route::Other
+    {
+        let [c_out, c_in_group, k, _] = conv.weight.dims();
+        let c_in = c_in_group * g.groups;
+        let bias = conv.bias.as_ref().map(|b| b.val());
+        if k == 1 && g.stride == 1 && g.padding == 0 && g.groups == 1 {
+            return kernels::pointwise_conv2d(x, conv.weight.val(), bias)
+                .expect("routed to the kernels");
+        }
+        if g.groups == c_in && c_in == c_out {
+            return kernels::depthwise_conv2d(x, conv.weight.val(), bias, g.stride, g.padding)
+                .expect("routed to the kernels");
+        }
+    }
+    conv.forward(x)
+}
+
+/// Stride, padding and groups of a square convolution with equal strides, symmetric explicit
+/// padding and no dilation: the only kind the kernels take.
+fn square_geometry(conv: &Conv2d) -> Option<ConvGeometry> {
+    let [kh, kw] = conv.kernel_size;
+    let [sh, sw] = conv.stride;
+    let padding = match conv.padding {
+        PaddingConfig2d::Explicit(t, l, b, r) if t == l && l == b && b == r => t,
+        PaddingConfig2d::Valid => 0,
+        _ => return None,
+    };
+    (kh == kw && sh == sw && conv.dilation == [1, 1]).then_some(ConvGeometry {
+        stride: sh,
+        padding,
+        groups: conv.groups,
+    })
 }
 
 /// A square convolution with PyTorch's `padding = k / 2` and torchvision's MobileNetV2 init:

@@ -15,6 +15,7 @@ pub mod attention;
 pub mod backbone;
 pub mod checkpoint;
 mod efea_net;
+pub mod kernels;
 pub mod layers;
 pub mod summary;
 pub mod weights;

@@ -29,6 +29,7 @@ pub struct ModelSummary {
 }
 
 /// Cost of a square convolution with `padding = k / 2`; returns `(params, macs, out_size)`.
+#[allow(clippy::too_many_arguments)]
 fn conv(
     c_in: usize,
     c_out: usize,
@@ -115,7 +116,7 @@ impl EfeaNetConfig {
         );
         push(
             "features.0".into(),
-            "conv3x3+bn+relu6".into(),
+            "conv3x3+bn+relu6",
             vec![stem, h, w],
             p + bn(stem),
             m,
@@ -142,7 +143,7 @@ impl EfeaNetConfig {
             let shape = vec![block.out_channels, h, w];
             push(
                 format!("features.{}", block.index),
-                "inverted residual".into(),
+                "inverted residual",
                 shape.clone(),
                 params,
                 macs,
@@ -151,7 +152,7 @@ impl EfeaNetConfig {
                 let (p, m) = cdsm_cost(block.out_channels, self.cdsm_groups, h, w);
                 push(
                     format!("features.{}.cdsm", block.index),
-                    "cdsm".into(),
+                    "cdsm",
                     shape.clone(),
                     p,
                     m,
@@ -165,7 +166,7 @@ impl EfeaNetConfig {
         let (p, m, _) = conv(self.blocks()[16].out_channels, last, 1, 1, 1, false, h, w);
         push(
             "features.18".into(),
-            "conv1x1+bn+relu6".into(),
+            "conv1x1+bn+relu6",
             vec![last, h, w],
             p + bn(last),
             m,
@@ -184,13 +185,13 @@ impl EfeaNetConfig {
                 params += p;
                 macs += m;
             }
-            push("msca".into(), "msca".into(), vec![d], params, macs);
+            push("msca".into(), "msca", vec![d], params, macs);
         }
         let features = self.head_features();
         let k = self.num_classes;
         push(
             "classifier".into(),
-            "linear".into(),
+            "linear",
             vec![k],
             (features * k + k) as u64,
             (features * k) as u64,

@@ -5,11 +5,13 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
-use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::module::adaptive_avg_pool2d;
 use burn::tensor::{Device, Tensor};
 
-use crate::layers::{Activation, BatchNorm, BatchNormConfig, ConvBnAct, ConvBnActConfig, conv2d};
+use crate::layers::{
+    Activation, BatchNorm, BatchNormConfig, ConvBnAct, ConvBnActConfig, conv_bn_act, conv2d,
+};
 
 /// Configuration of [`Msca`].
 #[derive(Config, Debug)]
@@ -109,8 +111,8 @@ pub struct AttentionBranch {
 
 impl AttentionBranch {
     fn forward(&self, z: Tensor<4>) -> Tensor<4> {
-        let hidden = relu(self.bn1.forward(self.conv1.forward(z)));
-        self.bn2.forward(self.conv2.forward(hidden))
+        let hidden = conv_bn_act(&self.conv1, &self.bn1, Activation::Relu, z);
+        conv_bn_act(&self.conv2, &self.bn2, Activation::Identity, hidden)
     }
 }
 

@@ -6,16 +6,16 @@ use burn::module::Module;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::tensor::activation::{relu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
-use crate::layers::{BatchNorm, BatchNormConfig, conv2d};
+use crate::layers::{Activation, BatchNorm, BatchNormConfig, conv_bn_act, conv2d};
 
 /// The number of subspaces for `channels`: the largest divisor not above `requested`.
 pub fn subspace_groups(channels: usize, requested: usize) -> usize {
     (1..=requested.max(1))
         .rev()
-        .find(|g| channels % g == 0)
+        .find(|g| channels.is_multiple_of(*g))
         .expect("1 divides every channel count")
 }
 
@@ -76,9 +76,9 @@ impl SubspaceAttention {
             .into_iter()
             .zip(&self.groups)
             .map(|(y, group)| {
-                let a = relu(group.dw_bn.forward(group.dw.forward(y.clone())));
+                let a = conv_bn_act(&group.dw, &group.dw_bn, Activation::Relu, y.clone());
                 let a = self.pool.forward(a);
-                let m = relu(group.pw_bn.forward(group.pw.forward(a)));
+                let m = conv_bn_act(&group.pw, &group.pw_bn, Activation::Relu, a);
                 // Softmax over all H*W positions of each sample.
                 let m = softmax(m.reshape([n, h * w]), 1).reshape([n, 1, h, w]);
                 y.clone() * m + y

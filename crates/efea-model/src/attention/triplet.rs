@@ -7,7 +7,8 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
-use crate::layers::{BatchNorm, BatchNormConfig, conv2d};
+use crate::kernels::{self, Axis, Route};
+use crate::layers::{Activation, BatchNorm, BatchNormConfig, conv_bn_act, conv2d};
 
 /// Kernel of each gate's 2 -> 1 convolution (MODEL.md: 7x7, pad 3).
 const GATE_KERNEL: usize = 7;
@@ -32,8 +33,17 @@ impl AttentionGate {
     pub fn forward(&self, y: Tensor<4>) -> Tensor<4> {
         // ZPool: channel 0 is the max over dim 1, channel 1 the mean.
         let pooled = Tensor::cat(vec![y.clone().max_dim(1), y.clone().mean_dim(1)], 1);
-        let gate = sigmoid(self.bn.forward(self.conv.forward(pooled)));
-        y * gate
+        y * self.gate(pooled)
+    }
+
+    /// `sigmoid(BN(conv7x7(pooled)))`, `[N, 2, A, B] -> [N, 1, A, B]`.
+    fn gate(&self, pooled: Tensor<4>) -> Tensor<4> {
+        sigmoid(conv_bn_act(
+            &self.conv,
+            &self.bn,
+            Activation::Identity,
+            pooled,
+        ))
     }
 }
 
@@ -66,6 +76,15 @@ impl TripletAttention {
     /// # Shapes
     /// `[N, C, H, W] -> [N, C, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if kernels::route(&x) != Route::Other {
+            // The same arithmetic without permuted copies: each ZPool reads NCHW directly and
+            // one pass applies the three gates.
+            let pooled = |axis| kernels::zpool(x.clone(), axis).expect("routed to the kernels");
+            let g_cw = self.cw.gate(pooled(Axis::Height));
+            let g_hc = self.hc.gate(pooled(Axis::Width));
+            let g_hw = self.hw.gate(pooled(Axis::Channel));
+            return kernels::triplet_combine(x, g_cw, g_hc, g_hw).expect("routed to the kernels");
+        }
         // Both permutations are their own inverse.
         let b1 = self
             .cw

@@ -7,7 +7,9 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor};
 
 use crate::attention::{Cdsm, CdsmConfig};
-use crate::layers::{BatchNorm, BatchNormConfig, ConvBnAct, ConvBnActConfig, conv2d};
+use crate::layers::{
+    Activation, BatchNorm, BatchNormConfig, ConvBnAct, ConvBnActConfig, conv_bn_act, conv2d,
+};
 
 /// Configuration of [`InvertedResidual`].
 #[derive(Config, Debug)]
@@ -72,7 +74,7 @@ impl InvertedResidual {
             out = expand.forward(out);
         }
         out = self.depthwise.forward(out);
-        out = self.project_bn.forward(self.project.forward(out));
+        out = conv_bn_act(&self.project, &self.project_bn, Activation::Identity, out);
         if let Some(cdsm) = &self.cdsm {
             out = cdsm.forward(out);
         }

@@ -1,0 +1,207 @@
+//! `efea train`, `efea eval` and `efea cv` as a user runs them: a run killed with SIGKILL in the
+//! middle of an epoch resumes to the same metrics as an uninterrupted one; evaluation writes a
+//! report and names a damaged checkpoint in one line; cross-validation reports its folds.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const EFEA: &str = env!("CARGO_BIN_EXE_efea");
+
+/// A tiny recipe: width 0.25 at 32x32, 280 easy synthetic faces, two epochs.
+const TINY: &[&str] = &[
+    "train",
+    "--dataset",
+    "synth",
+    "--data",
+    "count=280,level=easy",
+    "--width",
+    "0.25",
+    "--input",
+    "32",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "16",
+    "--lr",
+    "0.05",
+    "--no-tencrop",
+    "--quiet",
+];
+
+fn efea(args: &[&str]) -> Output {
+    Command::new(EFEA).args(args).output().expect("efea runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// metrics.csv without the timing columns (images/s, seconds).
+fn learning_columns(run: &Path) -> Vec<String> {
+    fs::read_to_string(run.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|line| line.split(',').take(6).collect::<Vec<_>>().join(","))
+        .collect()
+}
+
+#[test]
+fn a_run_killed_mid_epoch_resumes_to_the_same_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    let out = efea(&[TINY, &["--out", whole.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("test accuracy (PrivateTest)"), "{stdout}");
+    assert!(
+        stdout.contains("epoch   2/2"),
+        "one summary line per epoch: {stdout}"
+    );
+
+    let killed = dir.path().join("killed");
+    let mut child = Command::new(EFEA)
+        .args([TINY, &["--out", killed.to_str().unwrap()]].concat())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines {
+        let line = line.unwrap();
+        let mid_epoch_two = line.trim_start().starts_with("epoch 2/2 batch");
+        seen.push(line);
+        if mid_epoch_two {
+            // SIGKILL: no destructor, no flush, nothing runs.
+            child.kill().unwrap();
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run was killed mid-epoch: {seen:?}");
+    assert!(
+        killed
+            .join("state")
+            .join("epoch-0001")
+            .join("state.json")
+            .is_file()
+    );
+    assert!(!killed.join("report.json").exists());
+
+    let resumed = efea(&["train", "--resume", killed.to_str().unwrap(), "--quiet"]);
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    assert!(
+        text(&resumed.stdout).contains("resuming after epoch 1"),
+        "{}",
+        text(&resumed.stdout)
+    );
+    assert_eq!(learning_columns(&killed), learning_columns(&whole));
+    assert_eq!(scores(&killed), scores(&whole));
+
+    // Flags do not mix with --resume.
+    let mixed = efea(&[
+        "train",
+        "--resume",
+        killed.to_str().unwrap(),
+        "--epochs",
+        "9",
+    ]);
+    assert!(!mixed.status.success());
+
+    // Evaluation of the finished run, with ten crops.
+    let eval_dir = dir.path().join("eval");
+    let out = efea(&[
+        "eval",
+        "--model",
+        whole.to_str().unwrap(),
+        "--split",
+        "PrivateTest",
+        "--tta",
+        "tencrop",
+        "--out",
+        eval_dir.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("PrivateTest (tencrop)"),
+        "{}",
+        text(&out.stdout)
+    );
+    for file in ["report.json", "report.md", "confusion.png"] {
+        assert!(eval_dir.join(file).is_file(), "{file}");
+    }
+
+    // A truncated and a foreign checkpoint: one line naming the file, no panic.
+    let bad = dir.path().join("bad");
+    fs::create_dir(&bad).unwrap();
+    fs::copy(whole.join("config.json"), bad.join("config.json")).unwrap();
+    let weights = fs::read(whole.join("best.bpk")).unwrap();
+    for (what, bytes) in [
+        ("truncated", &weights[..weights.len() / 2]),
+        ("foreign", &b"PK\x03\x04 not burnpack"[..]),
+    ] {
+        fs::write(bad.join("best.bpk"), bytes).unwrap();
+        let out = efea(&["eval", "--model", bad.to_str().unwrap(), "--quiet"]);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{what}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{what}: {stderr}");
+        assert!(
+            stderr.contains("best.bpk") && !stderr.contains("panicked"),
+            "{what}: {stderr}"
+        );
+    }
+}
+
+/// The scores of `report.json` without the timing.
+fn scores(run: &Path) -> serde_json::Value {
+    let mut report: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    for split in report["splits"].as_array_mut().unwrap() {
+        split.as_object_mut().unwrap().remove("images_per_sec");
+    }
+    report["splits"].take()
+}
+
+#[test]
+fn cross_validation_reports_every_fold_and_their_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("cv");
+    let out = efea(&[
+        "cv",
+        "--dataset",
+        "synth",
+        "--data",
+        "count=210,level=easy,subjects=6",
+        "--folds",
+        "3",
+        "--width",
+        "0.25",
+        "--input",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("over 3 folds"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["cross_validation"]["folds"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let pooled: u64 = report["splits"][0]["samples"].as_u64().unwrap();
+    assert_eq!(pooled, 210, "every sample is tested exactly once");
+    assert!(out_dir.join("fold-03").join("best.bpk").is_file());
+}

@@ -1,0 +1,272 @@
+//! Training end to end on the synthetic set, on the CPU: learning, reproducibility, resuming,
+//! a diverging loss, and checkpoints that are damaged, foreign or of another architecture.
+
+use std::fs;
+use std::path::Path;
+
+use burn::tensor::Device;
+use efea_model::checkpoint::{load_model, save_module};
+use efea_model::{EfeaNetConfig, Preset};
+use efea_train::checkpoint::{self, BEST_WEIGHTS, CONFIG_FILE};
+use efea_train::config::ScheduleKind;
+use efea_train::{EpochMetrics, Observer, Silent, TrainError, TrainingConfig, resume, train};
+
+/// A network and data small enough for a few epochs in seconds: width 0.25 at 32x32 on 420
+/// easy synthetic faces.
+fn tiny(preset: Preset, epochs: usize) -> TrainingConfig {
+    let mut config = TrainingConfig::demo();
+    config.model = EfeaNetConfig::preset(preset)
+        .with_width_mult(0.25)
+        .with_input_size(32);
+    config.data.path = Some("count=420,level=easy".into());
+    config.epochs = epochs;
+    config.batch_size = 16;
+    config.optimizer.lr = 0.05;
+    config.schedule.step_size = 100;
+    config.report_tencrop = false;
+    config
+}
+
+fn cpu() -> Vec<Device> {
+    vec![Device::flex()]
+}
+
+/// The CPU backend's random generator (dropout) is one per process: runs that must repeat
+/// each other exactly cannot share it with runs on other test threads.
+static BACKEND_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    BACKEND_RNG
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Stops the run (resumably) after a number of epochs.
+struct StopAfter {
+    epochs: usize,
+    seen: usize,
+}
+
+impl Observer for StopAfter {
+    fn epoch_done(&mut self, _metrics: &EpochMetrics, _best: bool) {
+        self.seen += 1;
+    }
+    fn should_stop(&mut self) -> bool {
+        self.seen >= self.epochs
+    }
+}
+
+/// The columns that do not depend on timing.
+fn learning(history: &[EpochMetrics]) -> Vec<[f64; 6]> {
+    history
+        .iter()
+        .map(|m| {
+            [
+                m.epoch as f64,
+                m.train_loss,
+                m.train_accuracy,
+                m.val_loss,
+                m.val_accuracy,
+                m.lr,
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn a_small_network_learns_the_synthetic_set_and_writes_a_complete_run() {
+    let _rng = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    // A from-scratch MobileNetV2 sits at chance for a few hundred steps of shuffled small
+    // batches before it finds the cues (PyTorch's reference does the same); stratified batches
+    // get it off chance within ~200 steps of 16 easy faces.
+    let mut config = tiny(Preset::Plain, 8);
+    config.data.path = Some("count=700,level=easy".into());
+    config.optimizer.lr = 0.01;
+    config.schedule.kind = ScheduleKind::Constant;
+    config.augment = efea_data::AugmentConfig::none();
+    config.balanced_batches = true;
+    let outcome = train(config, &run, &cpu(), &mut Silent).unwrap();
+    let (split, accuracy) = outcome.test_accuracy().unwrap();
+    assert_eq!(split, "PrivateTest");
+    // Seven classes: chance is 14 %.
+    assert!(
+        accuracy > 0.4,
+        "test accuracy {accuracy}: {:?}",
+        learning(&outcome.history)
+    );
+    assert_eq!(outcome.history.len(), 8);
+    assert!(outcome.history[7].train_loss < outcome.history[0].train_loss);
+    for file in [
+        "config.json",
+        "best.bpk",
+        "last.bpk",
+        "metrics.csv",
+        "curves.png",
+        "confusion.png",
+        "report.json",
+        "report.md",
+    ] {
+        assert!(run.join(file).is_file(), "{file} is missing");
+    }
+    assert_eq!(
+        fs::read_to_string(run.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        9
+    );
+    let names: Vec<&str> = outcome
+        .report
+        .splits
+        .iter()
+        .map(|s| s.split.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["PublicTest", "PrivateTest"],
+        "the holdout chose the epoch, so both tests are reported"
+    );
+    let report = fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("precision") && report.contains("Confusion matrix"));
+
+    // Inference reads the run directory alone.
+    let (spec, model) = load_model(&run, &Device::flex()).unwrap();
+    assert_eq!(spec.classes.len(), 7);
+    assert_eq!(spec.model, outcome_model(&run));
+    let logits = model.forward(burn::tensor::Tensor::zeros([2, 1, 32, 32], &Device::flex()));
+    assert_eq!(logits.dims(), [2, 7]);
+}
+
+fn outcome_model(run: &Path) -> EfeaNetConfig {
+    TrainingConfig::read(&run.join(CONFIG_FILE)).unwrap().model
+}
+
+#[test]
+fn an_interrupted_and_resumed_run_equals_an_uninterrupted_one() {
+    let _rng = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny(Preset::Full, 3);
+    // Every random stream in play: augmentation, dropout, mixing, label smoothing.
+    config.regularization.mixup_alpha = 0.4;
+    config.regularization.label_smoothing = 0.1;
+    config.data.path = Some("count=280,level=easy".into());
+
+    let whole = train(
+        config.clone(),
+        &dir.path().join("whole"),
+        &cpu(),
+        &mut Silent,
+    )
+    .unwrap();
+
+    let run = dir.path().join("interrupted");
+    let stopped = train(config, &run, &cpu(), &mut StopAfter { epochs: 1, seen: 0 }).unwrap_err();
+    assert!(
+        matches!(stopped, TrainError::Stopped { epoch: 1 }),
+        "{stopped}"
+    );
+    assert!(checkpoint::latest(&run).unwrap().ends_with("epoch-0001"));
+    let resumed = resume(&run, &cpu(), &mut Silent).unwrap();
+
+    assert_eq!(learning(&resumed.history), learning(&whole.history));
+    assert_eq!(resumed.best, whole.best);
+    assert_eq!(
+        resumed.report.splits[1].confusion,
+        whole.report.splits[1].confusion
+    );
+    assert_eq!(
+        fs::read(run.join(BEST_WEIGHTS)).unwrap().len(),
+        fs::read(dir.path().join("whole").join(BEST_WEIGHTS))
+            .unwrap()
+            .len()
+    );
+}
+
+#[test]
+fn a_diverging_loss_stops_cleanly_and_keeps_the_last_good_checkpoint() {
+    let _rng = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut config = tiny(Preset::Plain, 3);
+    config.data.path = Some("count=140,level=easy".into());
+    // Epoch 1 at a sane rate, then an absurd one.
+    config.schedule.kind = ScheduleKind::Step;
+    config.schedule.step_size = 1;
+    config.schedule.gamma = 1e38;
+    let err = train(config.clone(), &run, &cpu(), &mut Silent).unwrap_err();
+    assert!(
+        matches!(err, TrainError::NonFinite { epoch: 2, .. }),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("epoch 2") && !message.contains('\n'),
+        "{message}"
+    );
+    let last_good = checkpoint::latest(&run).unwrap();
+    assert!(last_good.ends_with("epoch-0001"));
+    let model = config
+        .model
+        .clone()
+        .with_num_classes(7)
+        .init(&Device::flex().autodiff());
+    let (_, _, state) = checkpoint::load(
+        &last_good,
+        model,
+        efea_train::optim::build(&config.optimizer),
+    )
+    .unwrap();
+    assert_eq!(state.epochs_done, 1);
+    assert!(state.history[0].train_loss.is_finite());
+    assert!(run.join(BEST_WEIGHTS).is_file() && run.join("metrics.csv").is_file());
+
+    // A damaged optimizer state is named, not a panic.
+    let optimizer = last_good.join("optimizer.bpk");
+    let bytes = fs::read(&optimizer).unwrap();
+    fs::write(&optimizer, &bytes[..bytes.len() / 2]).unwrap();
+    let err = resume(&run, &cpu(), &mut Silent).unwrap_err().to_string();
+    assert!(
+        err.contains("optimizer.bpk") && !err.contains('\n'),
+        "{err}"
+    );
+}
+
+#[test]
+fn damaged_foreign_and_other_architecture_checkpoints_are_one_line_errors() {
+    let _rng = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path();
+    let mut config = tiny(Preset::Full, 1);
+    config.classes = efea_data::classes::FER2013_CLASSES
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    efea_train::write_config(&config, run).unwrap();
+    let best = run.join(BEST_WEIGHTS);
+    let device = Device::flex();
+    save_module(&config.model.init(&device), &best).unwrap();
+    load_model(run, &device).unwrap();
+
+    let one_line_naming = |what: &str| {
+        let err = load_model(run, &device)
+            .err()
+            .unwrap_or_else(|| panic!("{what} loaded"))
+            .to_string();
+        assert!(
+            err.contains("best.bpk") && !err.contains('\n'),
+            "{what}: {err}"
+        );
+        err
+    };
+    let bytes = fs::read(&best).unwrap();
+    fs::write(&best, &bytes[..bytes.len() / 3]).unwrap();
+    one_line_naming("a truncated file");
+    fs::write(&best, b"{\"not\": \"a checkpoint\"}").unwrap();
+    one_line_naming("a foreign file");
+    let plain = efea_train::cv::with_preset(&config.model, Preset::Plain);
+    save_module(&plain.init(&device), &best).unwrap();
+    let err = one_line_naming("another architecture");
+    assert!(err.contains("architecture"), "{err}");
+}
