@@ -47,7 +47,8 @@ trap cleanup EXIT
 
 profile_dir=debug
 [ "$profile" = release ] && profile_dir=release
-cargo build --quiet --profile "$profile" -p efea-cli -p efea-infer --example write_run
+# --workspace: the same feature set as `cargo test --workspace`, so its build is reused.
+cargo build --quiet --profile "$profile" --workspace --bin efea --example write_run
 target="${CARGO_TARGET_DIR:-$root/target}/$profile_dir"
 model="${EFEA_MODEL:-}"
 if [ -z "$model" ]; then

@@ -65,7 +65,7 @@ pub fn run(args: CvArgs) -> anyhow::Result<()> {
     }
     args.recipe.apply(&mut config);
     if demo {
-        println!("{}", TrainingConfig::cv_demo_description());
+        println!("demo, per fold: {}", config.describe());
     }
     config.validate().map_err(user_error)?;
     let dataset = efea_train::splits::load_dataset(&config).map_err(user_error)?;

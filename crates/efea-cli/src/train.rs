@@ -415,7 +415,10 @@ fn resolve_config(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
     }
     args.recipe.apply(&mut config);
     if demo {
-        println!("{}", TrainingConfig::demo_description());
+        println!(
+            "demo: {}; the paper's recipe is `--dataset fer2013 --data fer2013.csv`",
+            config.describe()
+        );
     }
     Ok(config)
 }

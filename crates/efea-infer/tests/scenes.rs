@@ -1,16 +1,21 @@
 //! Generated scenes: synthetic faces from efea-data pasted into larger pictures at known
-//! places, so that box recall is measured against the truth; and scenes without faces.
+//! places, so that box recall and label accuracy are measured against the truth.
 
 mod common;
 
+use burn::tensor::Device;
 use efea_data::synth::{self, SynthConfig, SynthLevel};
-use efea_infer::{PredictorConfig, Rect};
+use efea_infer::{Predictor, PredictorConfig, Rect};
+use efea_model::{EfeaNetConfig, Preset};
+use efea_train::config::ScheduleKind;
+use efea_train::{Silent, TrainingConfig};
 use image::{DynamicImage, GrayImage, ImageFormat, Luma, imageops};
 
 /// A face pasted into a scene: where, and what it shows.
 #[derive(Debug, Clone)]
 struct Truth {
     square: Rect,
+    label: usize,
 }
 
 /// A textured gray scene `width x height` with `count` synthetic faces of side `side` on a
@@ -49,6 +54,7 @@ fn scene(seed: u64, count: usize, side: u32, width: u32, height: u32) -> (GrayIm
                 width: side,
                 height: side,
             },
+            label: config.label_of(index),
         });
     }
     (canvas, truths)
@@ -67,8 +73,19 @@ fn matches(detected: Rect, truth: Rect) -> bool {
     inside && (0.25..=1.1).contains(&ratio)
 }
 
+/// The CPU backend's random generator is one per process: the training run must not share it
+/// with a test that seeds it.
+static BACKEND_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    BACKEND_RNG
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn pasted_synthetic_faces_are_found_where_they_were_put() {
+    let _rng = exclusive();
     let predictor = common::predictor(PredictorConfig::default());
     let mut found = 0;
     let mut total = 0;
@@ -105,4 +122,95 @@ fn pasted_synthetic_faces_are_found_where_they_were_put() {
     // Measured: 24 of 24 found, no false positive.
     assert!(recall >= 0.9, "box recall {recall:.2}");
     assert!(false_positives <= 1, "{false_positives} false positives");
+}
+
+/// Trains a small network on easy synthetic faces (people other than the scenes' ones), then
+/// finds and names the faces of generated scenes, against the same faces given as ready crops.
+#[test]
+fn faces_found_in_scenes_are_named_well_above_chance() {
+    let _rng = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut config = TrainingConfig::demo();
+    config.model = EfeaNetConfig::preset(Preset::Plain).with_width_mult(0.35);
+    config.data.path = Some("count=1050,level=easy".into());
+    config.epochs = 6;
+    config.batch_size = 16;
+    config.schedule.kind = ScheduleKind::Constant;
+    config.report_tencrop = false;
+    config.augment = efea_data::AugmentConfig::light();
+    let outcome = efea_train::train(config, &run, &[Device::flex()], &mut Silent).unwrap();
+    let (_, test_accuracy) = outcome.test_accuracy().unwrap();
+
+    // The synthetic faces fill their square (as FER2013's crops do) and the detector's box is
+    // 0.7-0.9 of it: a margin of 0.1 cuts about the square, where the default 0.2 takes in the
+    // background around it, which a network trained on these crops alone has never seen.
+    let in_scenes = Predictor::load(
+        &run,
+        &Device::flex(),
+        PredictorConfig {
+            margin: 0.1,
+            ..PredictorConfig::default()
+        },
+    )
+    .unwrap();
+    let crops = Predictor::load(
+        &run,
+        &Device::flex(),
+        PredictorConfig {
+            detect: false,
+            ..PredictorConfig::default()
+        },
+    )
+    .unwrap();
+    let (mut named, mut found, mut crop_named, mut total) = (0, 0, 0, 0);
+    for (seed, side) in [(11, 96), (12, 128), (13, 80), (14, 112)] {
+        let (canvas, truths) = scene(
+            seed,
+            8,
+            side,
+            4 * side * 3 / 2 + side,
+            2 * side * 3 / 2 + side,
+        );
+        let faces = in_scenes
+            .predict_image(DynamicImage::ImageLuma8(canvas.clone()))
+            .prediction
+            .faces;
+        for truth in &truths {
+            total += 1;
+            let square = imageops::crop_imm(
+                &canvas,
+                truth.square.x as u32,
+                truth.square.y as u32,
+                side,
+                side,
+            )
+            .to_image();
+            let crop = crops
+                .predict_image(DynamicImage::ImageLuma8(square))
+                .prediction
+                .faces;
+            crop_named += usize::from(crop[0].class == truth.label);
+            if let Some(face) = faces.iter().find(|f| matches(f.bbox, truth.square)) {
+                found += 1;
+                named += usize::from(face.class == truth.label);
+            }
+        }
+    }
+    let scene_accuracy = named as f64 / total as f64;
+    let crop_accuracy = crop_named as f64 / total as f64;
+    eprintln!(
+        "held-out test accuracy {test_accuracy:.2}; of {total} pasted faces {found} found, \
+         {named} named right in the scenes ({scene_accuracy:.2}), {crop_named} as crops ({crop_accuracy:.2})"
+    );
+    // Seven classes: chance is 14 %. A face the detector misses counts as wrong. Measured:
+    // held-out 0.63, crops 0.66, scenes 0.44: the detector frames a face a few pixels and a
+    // few per cent of scale away from the training crops, and this small network trained
+    // without zoom augmentation pays for it.
+    assert!(crop_accuracy > 0.45, "crop accuracy {crop_accuracy:.2}");
+    assert!(scene_accuracy > 0.3, "scene accuracy {scene_accuracy:.2}");
+    assert!(
+        scene_accuracy >= crop_accuracy - 0.3,
+        "scenes {scene_accuracy:.2} against crops {crop_accuracy:.2}"
+    );
 }

@@ -49,7 +49,11 @@ async function predict(blob) {
   const response = await fetch(url, {
     method: 'POST',
     body: blob,
-    headers: { 'Content-Type': blob.type || 'application/octet-stream' },
+    // The browser guesses a file's type from its name; the server reads the bytes, so only an
+    // image type is passed on (a misnamed file is judged by what it holds).
+    headers: {
+      'Content-Type': blob.type.startsWith('image/') ? blob.type : 'application/octet-stream',
+    },
   });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
