@@ -315,16 +315,16 @@ impl TrainingConfig {
     /// starts (the demos print it, so flags that change them show).
     pub fn describe(&self) -> String {
         let network = match self.model.preset_name() {
-            Some(preset) => format!("{preset}"),
-            None => "custom".into(),
+            Some(preset) => preset.name(),
+            None => "custom",
         };
         let data = match &self.data.path {
             Some(path) => format!("{} {}", self.data.dataset, path.display()),
             None => self.data.dataset.clone(),
         };
         let optimizer = match self.optimizer.kind {
-            OptimizerKind::Sgd => format!("SGD lr {}", self.optimizer.lr),
-            OptimizerKind::Adamw => format!("AdamW lr {}", self.optimizer.lr),
+            OptimizerKind::Sgd => "SGD",
+            OptimizerKind::Adamw => "AdamW",
         };
         let schedule = match self.schedule.kind {
             ScheduleKind::Step => {
@@ -351,8 +351,8 @@ impl TrainingConfig {
         };
         format!(
             "{network} network at width {} on {data}, {} epochs, {batches} batches of {}, \
-             {optimizer}, {schedule}, {augment}",
-            self.model.width_mult, self.epochs, self.batch_size
+             {optimizer} lr {}, {schedule}, {augment}",
+            self.model.width_mult, self.epochs, self.batch_size, self.optimizer.lr
         )
     }
 
