@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::bail;
 use clap::Args;
 use efea_data::DatasetKind;
+use efea_model::Preset;
 use efea_train::{TrainingConfig, ablation, cross_validate};
 
 use crate::train::{DeviceArgs, Progress, RecipeArgs, default_run_dir, user_error};
@@ -65,7 +66,17 @@ pub fn run(args: CvArgs) -> anyhow::Result<()> {
     }
     args.recipe.apply(&mut config);
     if demo {
-        println!("demo, per fold: {}", config.describe());
+        let line = if args.ablation {
+            let presets: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
+            format!(
+                "{} networks {}",
+                presets.join(", "),
+                config.describe_recipe()
+            )
+        } else {
+            config.describe()
+        };
+        println!("demo, per fold: {line}");
     }
     config.validate().map_err(user_error)?;
     let dataset = efea_train::splits::load_dataset(&config).map_err(user_error)?;

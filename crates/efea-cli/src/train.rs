@@ -425,6 +425,8 @@ fn resolve_config(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
 
 /// Progress bars on a terminal, plain lines otherwise; one summary line per epoch.
 pub struct Progress {
+    /// Nothing within an epoch: neither bars nor plain progress lines.
+    quiet: bool,
     bars: bool,
     bar: Option<ProgressBar>,
     /// Next batch at which a plain progress line is printed.
@@ -436,6 +438,7 @@ pub struct Progress {
 impl Progress {
     pub fn new(quiet: bool) -> Self {
         Self {
+            quiet,
             bars: !quiet && std::io::stdout().is_terminal(),
             bar: None,
             next_line: 0,
@@ -494,7 +497,7 @@ impl Observer for Progress {
                 bar.set_position(p.batch as u64);
                 bar.set_message(message);
             }
-            None if p.batch >= self.next_line && p.batch < p.batches => {
+            None if !self.quiet && p.batch >= self.next_line && p.batch < p.batches => {
                 println!(
                     "  epoch {}/{} batch {}/{}: {message}",
                     p.epoch, self.epochs, p.batch, p.batches

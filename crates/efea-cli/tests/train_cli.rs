@@ -61,8 +61,10 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_metrics() {
     );
 
     let killed = dir.path().join("killed");
+    // Without --quiet: a pipe gets plain progress lines within the epoch.
+    let loud = TINY.iter().filter(|&&a| a != "--quiet");
     let mut child = Command::new(EFEA)
-        .args([TINY, &["--out", killed.to_str().unwrap()]].concat())
+        .args(loud.chain(&["--out", killed.to_str().unwrap()]))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -156,6 +158,29 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_metrics() {
 }
 
 /// The scores of `report.json` without the timing.
+#[test]
+fn training_split_over_two_devices_repeats_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|name| dir.path().join(name))
+        .collect();
+    for run in &runs {
+        let mut args = TINY.to_vec();
+        args.extend(["--devices", "cpu,cpu", "--out"]);
+        args.push(run.to_str().unwrap());
+        let out = efea(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains("Device<Flex(Cpu)>, Device<Flex(Cpu)>"),
+            "{stdout}"
+        );
+    }
+    assert_eq!(learning_columns(&runs[0]).len(), 3);
+    assert_eq!(learning_columns(&runs[0]), learning_columns(&runs[1]));
+}
+
 fn scores(run: &Path) -> serde_json::Value {
     let mut report: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(run.join("report.json")).unwrap()).unwrap();

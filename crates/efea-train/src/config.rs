@@ -318,6 +318,11 @@ impl TrainingConfig {
             Some(preset) => preset.name(),
             None => "custom",
         };
+        format!("{network} network {}", self.describe_recipe())
+    }
+
+    /// [`Self::describe`] without the network's name: "at width W on DATA, N epochs, ...".
+    pub fn describe_recipe(&self) -> String {
         let data = match &self.data.path {
             Some(path) => format!("{} {}", self.data.dataset, path.display()),
             None => self.data.dataset.clone(),
@@ -350,7 +355,7 @@ impl TrainingConfig {
             "shuffled"
         };
         format!(
-            "{network} network at width {} on {data}, {} epochs, {batches} batches of {}, \
+            "at width {} on {data}, {} epochs, {batches} batches of {}, \
              {optimizer} lr {}, {schedule}, {augment}",
             self.model.width_mult, self.epochs, self.batch_size, self.optimizer.lr
         )

@@ -66,8 +66,10 @@ impl TrainOutcome {
 
 /// Starts a new run in `dir` (which must not hold one): loads the data, trains, reports.
 ///
-/// `devices`: the first trains (and evaluates); with more, each batch is split across all of
-/// them and their gradients summed on the first (data parallel).
+/// `devices`: the first trains (and evaluates); with more, each batch is split into one shard
+/// per device, the shards run in parallel and their gradients are summed on the first (data
+/// parallel). Batch norm sees each shard's statistics, as in PyTorch's
+/// `DistributedDataParallel` without `SyncBatchNorm`.
 pub fn train(
     mut config: TrainingConfig,
     dir: &Path,
@@ -407,6 +409,9 @@ pub fn epoch_batches(
 }
 
 /// One optimisation step's forward and backward passes.
+/// A shard of a batch: its position and its samples.
+type Shard<'a> = (usize, &'a [usize]);
+
 struct Step<'a> {
     dataset: &'a Dataset,
     batcher: &'a Batcher,
@@ -432,15 +437,29 @@ impl Step<'_> {
             return Ok((grads, loss, hits));
         }
         let chunk = indices.len().div_ceil(shards);
-        let parts: Vec<&[usize]> = indices.chunks(chunk).collect();
-        let results: Vec<(GradientsParams, f32, usize)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = parts
+        // Shards that share a device (`cpu,cpu`) run one after another on one thread: each
+        // shard seeds its device's random generator (dropout), and the CPU backend has one
+        // generator per process.
+        let mut groups: Vec<(&Device, Vec<Shard>)> = Vec::new();
+        for ((shard, part), device) in indices.chunks(chunk).enumerate().zip(devices) {
+            match groups.iter_mut().find(|(d, _)| *d == device) {
+                Some((_, shards)) => shards.push((shard, part)),
+                None => groups.push((device, vec![(shard, part)])),
+            }
+        }
+        let results: Vec<Vec<(GradientsParams, f32, usize)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = groups
                 .iter()
-                .zip(devices)
-                .enumerate()
-                .map(|(shard, (part, device))| {
+                .map(|(device, shards)| {
                     let replica = model.clone().fork(device);
-                    scope.spawn(move || self.shard(&replica, part, shard, indices.len(), device))
+                    scope.spawn(move || {
+                        shards
+                            .iter()
+                            .map(|&(shard, part)| {
+                                self.shard(&replica, part, shard, indices.len(), device)
+                            })
+                            .collect()
+                    })
                 })
                 .collect();
             handles
@@ -451,9 +470,13 @@ impl Step<'_> {
         let main = &devices[0];
         let mut accumulator = GradientsAccumulator::<EfeaNet>::new();
         let (mut loss, mut hits) = (0.0f32, 0usize);
-        for ((grads, shard_loss, shard_hits), part) in results.into_iter().zip(&parts) {
+        // A shard's loss is its part's mean; the batch's is their mean weighted by size.
+        let sizes = groups
+            .iter()
+            .flat_map(|(_, shards)| shards.iter().map(|(_, p)| p.len()));
+        for ((grads, shard_loss, shard_hits), size) in results.into_iter().flatten().zip(sizes) {
             accumulator.accumulate(model, grads.to_device(main, model));
-            loss += shard_loss * part.len() as f32 / indices.len() as f32;
+            loss += shard_loss * size as f32 / indices.len() as f32;
             hits += shard_hits;
         }
         Ok((accumulator.grads(), loss, hits))
@@ -630,6 +653,7 @@ pub fn throughput(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::Tensor;
 
     #[test]
     fn a_last_batch_of_one_joins_the_one_before() {
@@ -662,6 +686,76 @@ mod tests {
             epoch_batches(&indices, 14, 3, 1, Some(&labels)),
             "each epoch reshuffles"
         );
+    }
+
+    /// The largest difference between two sets of gradients of `module`'s parameters.
+    struct MaxDifference<'a> {
+        a: &'a GradientsParams,
+        b: &'a GradientsParams,
+        max: f32,
+        compared: usize,
+    }
+
+    impl burn::module::ModuleVisitor for MaxDifference<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            match (self.a.get::<D>(param.id), self.b.get::<D>(param.id)) {
+                (Some(a), Some(b)) => {
+                    let difference: f32 = (a - b).abs().max().into_scalar();
+                    self.max = self.max.max(difference);
+                    self.compared += 1;
+                }
+                (None, None) => {}
+                _ => self.max = f32::INFINITY,
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_split_over_two_devices_sums_the_gradients_of_its_shards() {
+        let mut config = TrainingConfig::demo();
+        config.model = efea_model::EfeaNetConfig::preset(efea_model::Preset::Full)
+            .with_width_mult(0.25)
+            .with_input_size(32);
+        config.data.path = Some("count=70,level=easy".into());
+        let dataset = splits::load_dataset(&config).unwrap();
+        let batcher = Batcher::new(32).with_augment(config.augment.clone(), config.seed);
+        let step = Step {
+            dataset: &dataset,
+            batcher: &batcher,
+            config: &config,
+            epoch: 0,
+            batch: 0,
+            classes: dataset.num_classes(),
+        };
+        let device = Device::flex().autodiff();
+        let model = config.model.init(&device);
+        let indices: Vec<usize> = (0..12).collect();
+
+        let (split, loss, hits) = step
+            .run(&model, &indices, &[device.clone(), device.clone()])
+            .unwrap();
+
+        let (first, first_loss, first_hits) = step.shard(&model, &indices[..6], 0, 12, &device);
+        let (second, second_loss, second_hits) = step.shard(&model, &indices[6..], 1, 12, &device);
+        let mut sum = GradientsAccumulator::<EfeaNet>::new();
+        sum.accumulate(&model, first);
+        sum.accumulate(&model, second);
+        let sum = sum.grads();
+        let mut difference = MaxDifference {
+            a: &split,
+            b: &sum,
+            max: 0.0,
+            compared: 0,
+        };
+        model.visit(&mut difference);
+        assert!(difference.compared > 100, "{} tensors", difference.compared);
+        assert!(
+            difference.max < 1e-6,
+            "gradients differ by {}",
+            difference.max
+        );
+        assert!((loss - (first_loss + second_loss) / 2.0).abs() < 1e-6);
+        assert_eq!(hits, first_hits + second_hits);
     }
 
     #[test]
