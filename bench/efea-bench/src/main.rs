@@ -8,6 +8,7 @@
 //! efea-bench infer --preset full --size 48 --batch 1  --warmup 5 --steps 50 [--min-seconds 5]
 //! efea-bench gemm                      # 1x1 convolutions vs a plain matmul of the same shapes
 //! efea-bench ops                       # the hot operations of a training step, one by one
+//! efea-bench layers --batch 1          # eval-mode forward time of each part of the network
 //! ```
 
 use std::collections::HashMap;
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
         "infer" => infer(&options),
         "gemm" => gemm_efficiency(&options),
         "ops" => ops(&options),
+        "layers" => layers(&options),
         other => Err(format!("unknown command `{other}`")),
     };
     match result {
@@ -214,6 +216,72 @@ fn infer(options: &Options) -> Result<Value, String> {
         "img_s": (done * batch) as f64 / seconds,
         "peak_rss_mib": peak_rss_mib(),
     }))
+}
+
+/// Eval-mode forward time of each part of the network (stem, each block with its CDSM
+/// separately, last conv, MSCA, head) on one random batch, in ms, and their sum.
+fn layers(options: &Options) -> Result<Value, String> {
+    let config = options.model_config()?;
+    let batch: usize = options.get("batch", 1)?;
+    let repeats: usize = options.get("repeats", 20)?;
+    let device = Device::flex();
+    let model = config.init(&device);
+    let mut x = random_input(&config, batch, &device);
+    let mut rows = Vec::new();
+    let mut time = |name: String, f: &dyn Fn() -> Tensor<4>| {
+        let ms = 1000.0 * seconds_per_call(repeats, || drop(f()));
+        rows.push(json!({"part": name, "ms": ms}));
+        f()
+    };
+    let input = x.clone();
+    x = time("stem".into(), &|| model.stem.forward(input.clone()));
+    let mut taps = Vec::new();
+    for (i, block) in model.blocks.iter().enumerate() {
+        let input = x.clone();
+        let dims = input.dims();
+        let body = time(format!("block {} {dims:?}", i + 1), &|| {
+            let mut out = input.clone();
+            if let Some(expand) = &block.expand {
+                out = expand.forward(out);
+            }
+            out = block.depthwise.forward(out);
+            efea_model::layers::conv_bn_act(
+                &block.project,
+                &block.project_bn,
+                Activation::Identity,
+                out,
+            )
+        });
+        let out = match &block.cdsm {
+            Some(cdsm) => time(format!("cdsm {}", i + 1), &|| cdsm.forward(body.clone())),
+            None => body,
+        };
+        x = if block.residual { out + input } else { out };
+        if model.taps.contains(&(i + 1)) {
+            taps.push(x.clone());
+        }
+    }
+    let input = x.clone();
+    let last = time("last".into(), &|| model.last.forward(input.clone()));
+    if let (Some(msca), [p3, p5, p7]) = (&model.msca, taps.as_slice()) {
+        let ms = 1000.0
+            * seconds_per_call(repeats, || {
+                drop(msca.forward(p3.clone(), p5.clone(), p7.clone()))
+            });
+        rows.push(json!({"part": "msca", "ms": ms}));
+    }
+    let features = model.forward_features(random_input(&config, batch, &device));
+    let head_ms = 1000.0
+        * seconds_per_call(repeats, || {
+            let _ = model.forward_head(efea_model::FeatureMaps {
+                last: last.clone(),
+                taps: features.taps.clone(),
+            });
+        });
+    rows.push(json!({"part": "head (incl. msca)", "ms": head_ms}));
+    let input = random_input(&config, batch, &device);
+    let whole = 1000.0 * seconds_per_call(repeats, || drop(model.forward(input.clone())));
+    Ok(json!({"batch": batch, "whole_ms": whole, "parts": rows}))
 }
 
 /// Seconds per call of `f`, the best of a few timed runs after one untimed call.

@@ -322,9 +322,18 @@ impl EfeaNet {
         self.classifier.forward(self.dropout.forward(pooled))
     }
 
+    /// Inference (a device without autodiff) runs on rayon's pool
+    /// ([`crate::kernels::on_pool`]). Training stays on the calling thread: Burn's
+    /// `RunningState` keeps one batch-norm estimate per thread and averages them, so steps
+    /// taken on whichever pool thread is free would make the running statistics depend on
+    /// scheduling.
+    ///
     /// # Shapes
     /// `[N, C_in, S, S]` -> logits `[N, K]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.forward_head(self.forward_features(x))
+        if x.device().is_autodiff() {
+            return self.forward_head(self.forward_features(x));
+        }
+        crate::kernels::on_pool(|| self.forward_head(self.forward_features(x)))
     }
 }

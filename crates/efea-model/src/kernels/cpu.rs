@@ -229,15 +229,22 @@ fn scale_shift_act(x: &[f32], y: &mut [f32], shape: Nchw, coef: &[(f32, f32)], a
     }))
 }
 
-/// `out = act(out + bias[c])` over every plane, in place.
-pub fn bias_act_in_place(out: &mut [f32], channels: usize, plane: usize, bias: &[f32], act: Act) {
+/// `out = act(out * scale[c] + bias[c])` over every plane, in place.
+pub fn scale_bias_act_in_place(
+    out: &mut [f32],
+    plane: usize,
+    scale: &[f32],
+    bias: &[f32],
+    act: Act,
+) {
+    let channels = bias.len();
     with_act!(act, A => out
     .par_chunks_mut(plane.max(1))
     .enumerate()
     .for_each(|(i, p)| {
-        let b = bias[i % channels];
+        let (s, b) = (scale[i % channels], bias[i % channels]);
         for v in p.iter_mut() {
-            *v = A::apply(*v + b);
+            *v = A::apply(*v * s + b);
         }
     }))
 }

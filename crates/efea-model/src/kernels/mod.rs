@@ -53,6 +53,22 @@ pub enum Route {
     Other,
 }
 
+/// Runs `f` on a thread of rayon's pool, or right here if this already is one.
+///
+/// `flex` and these kernels split each operation over rayon's pool. Called from a thread
+/// outside the pool, every parallel operation hands its work to the pool and sleeps on a lock
+/// until it is done: a wake-up and a sleep per operation, which over the few hundred
+/// operations of a batch-1 forward pass cost as much as the arithmetic (`efea-bench infer
+/// --batch 1`: 17-19 ms outside the pool, 10 ms inside). From a thread of the pool the same
+/// operations split by work stealing, with no hand-over.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        f()
+    } else {
+        rayon::scope(|_| f())
+    }
+}
+
 /// Whether the fused kernels are in use (read once from `EFEA_KERNELS`).
 pub fn enabled() -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -808,9 +824,10 @@ pub struct BnParams {
     pub epsilon: f64,
 }
 
-/// `act(BN(conv(x)))` in eval mode with the batch norm folded into the convolution's weight
-/// and bias (`w' = w * s`, `b' = (b - mean) * s + beta`, `s = gamma / sqrt(var + eps)`) and the
-/// activation applied in place; `None` unless `x` routes to [`Route::Flex`].
+/// `act(BN(conv(x)))` in eval mode with the batch norm folded into a per-channel scale and
+/// shift of the convolution's output (`y = conv(x) * s + (b - mean) * s + beta`,
+/// `s = gamma / sqrt(var + eps)`), applied in place with the activation; `None` unless `x`
+/// routes to [`Route::Flex`].
 ///
 /// # Shapes
 /// `x`: `[N, C_in, H, W]`, `weight`: `[C_out, C_in / groups, k, k]` -> `[N, C_out, H', W']`
@@ -827,7 +844,7 @@ pub fn conv_bn_act_eval(
     }
     let x = contiguous(flex(x));
     let w = contiguous(flex(weight));
-    let [c_out, c_in_group, k, _] = dims4(&w);
+    let [c_out, _, k, _] = dims4(&w);
     let read = |t: Tensor<1>| contiguous(flex(t));
     let (gamma, beta, mean, var) = (
         read(bn.gamma),
@@ -836,27 +853,19 @@ pub fn conv_bn_act_eval(
         read(bn.variance),
     );
     let bias = bias.map(read);
-    let per_out = c_in_group * k * k;
+    // The batch norm scales each output channel: applied to the convolution's output rather
+    // than to a copy of the weights, which at batch 1 costs more than the convolution itself.
     let (gamma, beta, mean, var) = (values(&gamma), values(&beta), values(&mean), values(&var));
     let bias = bias.as_ref().map(values);
-    let mut folded_w = values(&w).to_vec();
-    let mut folded_b = vec![0.0f32; c_out];
-    for (o, (filter, folded_bias)) in folded_w
-        .chunks_exact_mut(per_out)
-        .zip(&mut folded_b)
-        .enumerate()
-    {
-        let s = gamma[o] / (var[o] + bn.epsilon as f32).sqrt();
-        for v in filter {
-            *v *= s;
-        }
-        let b = bias.map_or(0.0, |b| b[o]);
-        *folded_bias = (b - mean[o]) * s + beta[o];
-    }
-    let folded_w = new_tensor(folded_w, &[c_out, c_in_group, k, k]);
+    let scale: Vec<f32> = (0..c_out)
+        .map(|o| gamma[o] / (var[o] + bn.epsilon as f32).sqrt())
+        .collect();
+    let shift: Vec<f32> = (0..c_out)
+        .map(|o| (bias.map_or(0.0, |b| b[o]) - mean[o]) * scale[o] + beta[o])
+        .collect();
     let n = dims4(&x)[0];
     let mut y = if k == 1 && geometry.stride == 1 && geometry.padding == 0 && geometry.groups == 1 {
-        pointwise_forward(&x, &folded_w, None)
+        pointwise_forward(&x, &w, None)
     } else {
         // Flex's own convolution; its depthwise fast path is a direct convolution.
         let options = ConvOptions::new(
@@ -865,11 +874,11 @@ pub fn conv_bn_act_eval(
             [1, 1],
             geometry.groups,
         );
-        contiguous(Flex::conv2d(x, folded_w, None, options))
+        contiguous(Flex::conv2d(x, w, None, options))
     };
     let [_, _, oh, ow] = dims4(&y);
     let plane = oh * ow;
-    let apply = |out: &mut [f32]| cpu::bias_act_in_place(out, c_out, plane, &folded_b, act);
+    let apply = |out: &mut [f32]| cpu::scale_bias_act_in_place(out, plane, &scale, &shift, act);
     let dense = y.layout().contiguous_offsets() == Some((0, n * c_out * plane));
     match y.try_storage_mut::<f32>() {
         Some(out) if dense && out.len() == n * c_out * plane => apply(out),
@@ -888,6 +897,21 @@ mod tests {
     use burn::tensor::activation::{relu, relu6};
     use burn::tensor::module::conv2d;
     use burn::tensor::{Device, Distribution, TensorData, Tolerance};
+
+    #[test]
+    fn on_pool_runs_on_a_pool_thread_and_stays_there_when_nested() {
+        assert_eq!(
+            rayon::current_thread_index(),
+            None,
+            "test threads are not rayon's"
+        );
+        let (outer, inner) = on_pool(|| {
+            let outer = rayon::current_thread_index();
+            (outer, on_pool(rayon::current_thread_index))
+        });
+        assert!(outer.is_some());
+        assert_eq!(outer, inner);
+    }
 
     fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
         Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
