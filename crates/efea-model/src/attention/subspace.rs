@@ -9,6 +9,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
+use crate::kernels::{self, Route, SubspaceEval};
 use crate::layers::{Activation, BatchNorm, BatchNormConfig, conv_bn_act, conv2d};
 
 /// The number of subspaces for `channels`: the largest divisor not above `requested`.
@@ -69,6 +70,17 @@ impl SubspaceAttention {
     /// # Shapes
     /// `[N, C, H, W] -> [N, C, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if kernels::route(&x) == Route::Flex {
+            // Inference on the CPU: one fused pass ([`kernels::subspace_attention_eval`]).
+            return kernels::subspace_attention_eval(x, &self.eval_params())
+                .expect("a flex tensor routes to the kernel");
+        }
+        self.forward_ops(x)
+    }
+
+    /// [`Self::forward`] by Burn's tensor operations: the definition, and the path for
+    /// training and other backends.
+    pub fn forward_ops(&self, x: Tensor<4>) -> Tensor<4> {
         let [n, channels, h, w] = x.dims();
         let width = channels / self.groups.len();
         let outputs = x
@@ -85,5 +97,113 @@ impl SubspaceAttention {
             })
             .collect();
         Tensor::cat(outputs, 1)
+    }
+
+    /// Each subspace's convolutions with their batch norms' running statistics folded in.
+    fn eval_params(&self) -> Vec<SubspaceEval> {
+        self.groups
+            .iter()
+            .map(|group| {
+                let (dw_scale, dw_shift) = folded(&group.dw_bn);
+                let (pw_scale, pw_shift) = folded(&group.pw_bn);
+                let dw_weight = host(group.dw.weight.val());
+                let dw_bias = conv_bias(&group.dw, dw_weight.len());
+                let pw_bias = conv_bias(&group.pw, 1)[0];
+                SubspaceEval {
+                    scale: dw_weight
+                        .iter()
+                        .zip(&dw_scale)
+                        .map(|(w, s)| w * s)
+                        .collect(),
+                    shift: (0..dw_weight.len())
+                        .map(|c| dw_bias[c] * dw_scale[c] + dw_shift[c])
+                        .collect(),
+                    weight: host(group.pw.weight.val())
+                        .iter()
+                        .map(|w| w * pw_scale[0])
+                        .collect(),
+                    bias: pw_bias * pw_scale[0] + pw_shift[0],
+                }
+            })
+            .collect()
+    }
+}
+
+/// A tensor's values on the host.
+fn host<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("converted to f32")
+}
+
+/// A convolution's bias, or zeros.
+fn conv_bias(conv: &Conv2d, len: usize) -> Vec<f32> {
+    conv.bias
+        .as_ref()
+        .map_or_else(|| vec![0.0; len], |b| host(b.val()))
+}
+
+/// Eval-mode batch norm as `x * scale + shift` per channel.
+fn folded(bn: &BatchNorm) -> (Vec<f32>, Vec<f32>) {
+    let (gamma, beta) = (host(bn.gamma.val()), host(bn.beta.val()));
+    let (mean, var) = (host(bn.running_mean.value()), host(bn.running_var.value()));
+    let scale: Vec<f32> = gamma
+        .iter()
+        .zip(&var)
+        .map(|(g, v)| g / (v + bn.epsilon as f32).sqrt())
+        .collect();
+    let shift = (0..scale.len())
+        .map(|c| beta[c] - mean[c] * scale[c])
+        .collect();
+    (scale, shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::{Param, RunningState};
+    use burn::tensor::{Distribution, Tolerance};
+
+    fn random(n: usize, low: f64, high: f64, device: &Device) -> Tensor<1> {
+        Tensor::random([n], Distribution::Uniform(low, high), device)
+    }
+
+    /// Trained-looking batch norms: every statistic and affine parameter away from its
+    /// initial value, so that a wrongly folded one shows.
+    fn perturb(bn: &mut BatchNorm, device: &Device) {
+        let n = bn.gamma.dims()[0];
+        bn.gamma = Param::from_tensor(random(n, 0.5, 1.5, device));
+        bn.beta = Param::from_tensor(random(n, -0.5, 0.5, device));
+        bn.running_mean = RunningState::new(random(n, -0.3, 0.3, device));
+        bn.running_var = RunningState::new(random(n, 0.5, 2.0, device));
+    }
+
+    #[test]
+    fn the_fused_eval_kernel_equals_the_tensor_operations() {
+        let device = Device::flex();
+        for (channels, h, w) in [(24, 7, 5), (64, 6, 6), (3, 1, 1)] {
+            let mut attention = SubspaceAttentionConfig::new(channels).init(&device);
+            for group in &mut attention.groups {
+                perturb(&mut group.dw_bn, &device);
+                perturb(&mut group.pw_bn, &device);
+                let width = group.dw.weight.dims()[0];
+                group.dw.bias = Some(Param::from_tensor(random(width, -0.2, 0.2, &device)));
+                group.pw.bias = Some(Param::from_tensor(random(1, -0.2, 0.2, &device)));
+            }
+            let x =
+                Tensor::<4>::random([2, channels, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let fused = attention.forward(x.clone());
+            let ops = attention.forward_ops(x.clone());
+            fused
+                .to_data()
+                .assert_approx_eq::<f32>(&ops.to_data(), Tolerance::absolute(1e-5));
+            let changed: f32 = (fused - x).abs().max().into_scalar();
+            assert!(
+                changed > 1e-3,
+                "the attention changed nothing ({channels} channels)"
+            );
+        }
     }
 }

@@ -35,6 +35,7 @@ use burn::tensor::{Bytes, DType, Shape, Tensor};
 
 pub use cpu::Act;
 pub use cpu::Axis;
+pub use cpu::SubspaceEval;
 use cpu::{Depthwise, Dims, Nchw};
 
 /// `Autodiff<Flex>` as Burn's dispatch builds it for a device without gradient checkpointing.
@@ -889,6 +890,21 @@ pub fn conv_bn_act_eval(
         }
     }
     Some(from_flex(y))
+}
+
+/// ULSAM in eval mode by [`cpu::subspace_eval_forward`]; `None` unless `x` routes to
+/// [`Route::Flex`].
+///
+/// # Shapes
+/// `[N, C, H, W] -> [N, C, H, W]`, `C = groups.len() * groups[i].scale.len()`
+pub fn subspace_attention_eval(x: Tensor<4>, groups: &[SubspaceEval]) -> Option<Tensor<4>> {
+    if route(&x) != Route::Flex {
+        return None;
+    }
+    let x = contiguous(flex(x));
+    let [n, c, h, w] = dims4(&x);
+    let y = cpu::subspace_eval_forward(values(&x), h, w, groups);
+    Some(from_flex(new_tensor(y, &[n, c, h, w])))
 }
 
 #[cfg(test)]
