@@ -92,7 +92,7 @@ pub fn run(args: CvArgs) -> anyhow::Result<()> {
         args.folds,
         dir.display()
     );
-    let mut progress = Progress::new(args.devices.quiet);
+    let mut progress = Progress::new(&args.devices);
     let started = Instant::now();
     if args.ablation {
         let rows = ablation(

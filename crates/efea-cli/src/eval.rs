@@ -116,7 +116,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         }
     };
 
-    let mut progress = Progress::new(args.devices.quiet);
+    let mut progress = Progress::new(&args.devices);
     let reports = score_splits(&config, &dataset, &splits, &model, &device, &mut progress);
     let report = Report::new(&config.model, &dataset, None, None, reports);
     let out = args.out.clone().unwrap_or_else(|| {

@@ -225,6 +225,19 @@ pub struct DeviceArgs {
 }
 
 impl DeviceArgs {
+    /// The devices as the user named them.
+    pub fn names(&self) -> Vec<String> {
+        let names = if self.devices.is_empty() {
+            std::slice::from_ref(&self.device)
+        } else {
+            &self.devices
+        };
+        names
+            .iter()
+            .map(|d| d.trim().to_ascii_lowercase())
+            .collect()
+    }
+
     pub fn devices(&self) -> anyhow::Result<Vec<Device>> {
         if self.devices.is_empty() {
             return Ok(vec![parse_device(&self.device)?]);
@@ -322,7 +335,7 @@ pub fn default_run_dir(prefix: &str) -> PathBuf {
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let devices = args.devices.devices()?;
-    let mut progress = Progress::new(args.devices.quiet);
+    let mut progress = Progress::new(&args.devices);
     let started = Instant::now();
     let outcome = if let Some(dir) = &args.resume {
         let given = args.dataset.is_some()
@@ -427,6 +440,8 @@ fn resolve_config(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
 pub struct Progress {
     /// Nothing within an epoch: neither bars nor plain progress lines.
     quiet: bool,
+    /// The devices as the user named them, for the run's first line.
+    devices: Vec<String>,
     bars: bool,
     bar: Option<ProgressBar>,
     /// Next batch at which a plain progress line is printed.
@@ -436,9 +451,11 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(quiet: bool) -> Self {
+    pub fn new(args: &DeviceArgs) -> Self {
+        let quiet = args.quiet;
         Self {
             quiet,
+            devices: args.names(),
             bars: !quiet && std::io::stdout().is_terminal(),
             bar: None,
             next_line: 0,
@@ -459,14 +476,14 @@ impl Observer for Progress {
         self.epochs = start.epochs;
         self.select_name = start.select_name.clone();
         println!(
-            "run {}: {} training samples, selection on {} ({} samples); {} parameters, {} multiply-adds; {}",
+            "run {}: {} training samples, selection on {} ({} samples); {} parameters, {} multiply-adds; on {}",
             start.dir.display(),
             start.train_samples,
             start.select_name,
             start.select_samples,
             efea_train::report::thousands(start.params),
             efea_train::report::thousands(start.macs),
-            start.devices.join(", ")
+            self.devices.join(", ")
         );
     }
 
