@@ -32,6 +32,9 @@ before(async () => {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      // A synthetic camera (a moving test pattern) that needs no permission prompt.
+      '--use-fake-device-for-media-stream',
+      '--use-fake-ui-for-media-stream',
     ],
     viewport: { width: 1280, height: 860 },
   });
@@ -145,5 +148,43 @@ test('a file that is not an image shows the server error, and the page recovers'
   assert.match(await page.textContent('#error'), /not an image/);
   assert.equal(await upload(page, image), 'done');
   assert.equal(await page.isHidden('#error'), true);
+  await page.close();
+});
+
+test('the webcam sends frames a few times a second until it is stopped', async () => {
+  const { page, outside, errors } = await openPage();
+  const frames = [];
+  page.on('request', (request) => {
+    if (request.method() === 'POST' && request.url().endsWith('/v1/predict')) {
+      frames.push(Date.now());
+    }
+  });
+  await page.evaluate(() => {
+    document.body.dataset.state = 'idle';
+  });
+  await page.click('#webcam');
+  await page.waitForFunction(
+    () => document.getElementById('webcam').textContent === 'Stop webcam' || !document.getElementById('error').hidden,
+    null,
+    { timeout: 30_000 },
+  );
+  assert.equal(await page.textContent('#webcam'), 'Stop webcam', await page.textContent('#error'));
+  // Three answered frames: the loop runs, not just its first tick.
+  await page.waitForFunction(() => document.body.dataset.state === 'done', null, { timeout: 60_000 });
+  const deadline = Date.now() + 30_000;
+  while (frames.length < 3 && Date.now() < deadline) {
+    await page.waitForTimeout(100);
+  }
+  assert.ok(frames.length >= 3, `${frames.length} frames in 30 s`);
+  const last = await page.evaluate(() => window.efea.last);
+  assert.ok(Array.isArray(last.faces), JSON.stringify(last));
+  await page.click('#webcam');
+  assert.equal(await page.textContent('#webcam'), 'Start webcam');
+  const stoppedAt = frames.length;
+  await page.waitForTimeout(1500);
+  assert.ok(frames.length <= stoppedAt + 1, `frames kept coming after stop: ${frames.length - stoppedAt}`);
+  assert.equal(await page.isHidden('#error'), true, await page.textContent('#error'));
+  assert.deepEqual(outside, []);
+  assert.deepEqual(errors, []);
   await page.close();
 });
