@@ -5,7 +5,8 @@
 # fails if the server answers any 5xx other than 503 (load shedding) or does not stop cleanly
 # on SIGTERM.
 #
-#   bench/serve/run.sh            EFEA_MODEL=RUN_DIR, WORKERS (1), QUEUE (8),
+#   bench/serve/run.sh            EFEA_MODEL=RUN_DIR, WORKERS (1: one worker's capacity; the
+#                                 server's default is 2), QUEUE (8),
 #                                 REQUESTS per level (60), SECONDS per level at most (60)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -39,7 +39,7 @@ pub use pool::{Pool, PoolError};
 pub struct ServerConfig {
     /// Largest request body accepted (413 above).
     pub max_body_bytes: usize,
-    /// Inference jobs run at once.
+    /// Inference jobs run at once (default 2: see `efea serve --help`).
     pub workers: usize,
     /// Jobs that may wait for a worker; one more gets 503.
     pub queue: usize,
@@ -53,7 +53,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 16 * 1024 * 1024,
-            workers: 1,
+            workers: 2,
             queue: 8,
             request_timeout: Duration::from_secs(30),
             cam_max_side: 256,
