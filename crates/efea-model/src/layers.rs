@@ -139,7 +139,8 @@ impl BatchNorm {
         self.running_var.update(running_var.detach());
     }
 
-    fn eval_params(&self, device: &Device) -> BnParams {
+    /// The running statistics and affine parameters, on `device`.
+    pub(crate) fn eval_params(&self, device: &Device) -> BnParams {
         BnParams {
             gamma: self.gamma.val(),
             beta: self.beta.val(),

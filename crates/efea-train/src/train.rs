@@ -67,8 +67,8 @@ impl TrainOutcome {
 /// Starts a new run in `dir` (which must not hold one): loads the data, trains, reports.
 ///
 /// `devices`: the first trains (and evaluates); with more, each batch is split into one shard
-/// per device, the shards run in parallel and their gradients are summed on the first (data
-/// parallel). Batch norm sees each shard's statistics, as in PyTorch's
+/// per device, shards on different devices run in parallel (those sharing one, in turn) and
+/// their gradients are summed on the first (data parallel). Batch norm sees each shard's statistics, as in PyTorch's
 /// `DistributedDataParallel` without `SyncBatchNorm`.
 pub fn train(
     mut config: TrainingConfig,
@@ -408,10 +408,10 @@ pub fn epoch_batches(
     batches
 }
 
-/// One optimisation step's forward and backward passes.
 /// A shard of a batch: its position and its samples.
 type Shard<'a> = (usize, &'a [usize]);
 
+/// One optimisation step's forward and backward passes.
 struct Step<'a> {
     dataset: &'a Dataset,
     batcher: &'a Batcher,

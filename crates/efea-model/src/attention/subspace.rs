@@ -72,7 +72,8 @@ impl SubspaceAttention {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         if kernels::route(&x) == Route::Flex {
             // Inference on the CPU: one fused pass ([`kernels::subspace_attention_eval`]).
-            return kernels::subspace_attention_eval(x, &self.eval_params())
+            let params = self.eval_params(&x.device());
+            return kernels::subspace_attention_eval(x, &params)
                 .expect("a flex tensor routes to the kernel");
         }
         self.forward_ops(x)
@@ -100,64 +101,30 @@ impl SubspaceAttention {
     }
 
     /// Each subspace's convolutions with their batch norms' running statistics folded in.
-    fn eval_params(&self) -> Vec<SubspaceEval> {
+    fn eval_params(&self, device: &Device) -> Vec<SubspaceEval> {
+        let bias = |conv: &Conv2d| conv.bias.as_ref().map(|b| b.val());
         self.groups
             .iter()
             .map(|group| {
-                let (dw_scale, dw_shift) = folded(&group.dw_bn);
-                let (pw_scale, pw_shift) = folded(&group.pw_bn);
-                let dw_weight = host(group.dw.weight.val());
-                let dw_bias = conv_bias(&group.dw, dw_weight.len());
-                let pw_bias = conv_bias(&group.pw, 1)[0];
+                let (dw_scale, dw_shift) =
+                    kernels::fold_batch_norm(group.dw_bn.eval_params(device), bias(&group.dw));
+                let (pw_scale, pw_shift) =
+                    kernels::fold_batch_norm(group.pw_bn.eval_params(device), bias(&group.pw));
+                let dw_weight = kernels::host(group.dw.weight.val());
+                let pw_weight = kernels::host(group.pw.weight.val());
                 SubspaceEval {
                     scale: dw_weight
                         .iter()
                         .zip(&dw_scale)
                         .map(|(w, s)| w * s)
                         .collect(),
-                    shift: (0..dw_weight.len())
-                        .map(|c| dw_bias[c] * dw_scale[c] + dw_shift[c])
-                        .collect(),
-                    weight: host(group.pw.weight.val())
-                        .iter()
-                        .map(|w| w * pw_scale[0])
-                        .collect(),
-                    bias: pw_bias * pw_scale[0] + pw_shift[0],
+                    shift: dw_shift,
+                    weight: pw_weight.iter().map(|w| w * pw_scale[0]).collect(),
+                    bias: pw_shift[0],
                 }
             })
             .collect()
     }
-}
-
-/// A tensor's values on the host.
-fn host<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
-    tensor
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("converted to f32")
-}
-
-/// A convolution's bias, or zeros.
-fn conv_bias(conv: &Conv2d, len: usize) -> Vec<f32> {
-    conv.bias
-        .as_ref()
-        .map_or_else(|| vec![0.0; len], |b| host(b.val()))
-}
-
-/// Eval-mode batch norm as `x * scale + shift` per channel.
-fn folded(bn: &BatchNorm) -> (Vec<f32>, Vec<f32>) {
-    let (gamma, beta) = (host(bn.gamma.val()), host(bn.beta.val()));
-    let (mean, var) = (host(bn.running_mean.value()), host(bn.running_var.value()));
-    let scale: Vec<f32> = gamma
-        .iter()
-        .zip(&var)
-        .map(|(g, v)| g / (v + bn.epsilon as f32).sqrt())
-        .collect();
-    let shift = (0..scale.len())
-        .map(|c| beta[c] - mean[c] * scale[c])
-        .collect();
-    (scale, shift)
 }
 
 #[cfg(test)]

@@ -825,6 +825,33 @@ pub struct BnParams {
     pub epsilon: f64,
 }
 
+/// An eval-mode batch norm after a convolution with `bias`, as `y * scale + shift` per output
+/// channel of the convolution without its bias: `scale = gamma / sqrt(var + eps)`,
+/// `shift = (bias - mean) * scale + beta`.
+pub fn fold_batch_norm(bn: BnParams, bias: Option<Tensor<1>>) -> (Vec<f32>, Vec<f32>) {
+    let (gamma, beta) = (host(bn.gamma), host(bn.beta));
+    let (mean, var) = (host(bn.mean), host(bn.variance));
+    let bias = bias.map(host);
+    let scale: Vec<f32> = gamma
+        .iter()
+        .zip(&var)
+        .map(|(g, v)| g / (v + bn.epsilon as f32).sqrt())
+        .collect();
+    let shift = (0..scale.len())
+        .map(|c| (bias.as_ref().map_or(0.0, |b| b[c]) - mean[c]) * scale[c] + beta[c])
+        .collect();
+    (scale, shift)
+}
+
+/// A tensor's values on the host, as `f32`.
+pub fn host<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("converted to f32")
+}
+
 /// `act(BN(conv(x)))` in eval mode with the batch norm folded into a per-channel scale and
 /// shift of the convolution's output (`y = conv(x) * s + (b - mean) * s + beta`,
 /// `s = gamma / sqrt(var + eps)`), applied in place with the activation; `None` unless `x`
@@ -846,24 +873,9 @@ pub fn conv_bn_act_eval(
     let x = contiguous(flex(x));
     let w = contiguous(flex(weight));
     let [c_out, _, k, _] = dims4(&w);
-    let read = |t: Tensor<1>| contiguous(flex(t));
-    let (gamma, beta, mean, var) = (
-        read(bn.gamma),
-        read(bn.beta),
-        read(bn.mean),
-        read(bn.variance),
-    );
-    let bias = bias.map(read);
     // The batch norm scales each output channel: applied to the convolution's output rather
     // than to a copy of the weights, which at batch 1 costs more than the convolution itself.
-    let (gamma, beta, mean, var) = (values(&gamma), values(&beta), values(&mean), values(&var));
-    let bias = bias.as_ref().map(values);
-    let scale: Vec<f32> = (0..c_out)
-        .map(|o| gamma[o] / (var[o] + bn.epsilon as f32).sqrt())
-        .collect();
-    let shift: Vec<f32> = (0..c_out)
-        .map(|o| (bias.map_or(0.0, |b| b[o]) - mean[o]) * scale[o] + beta[o])
-        .collect();
+    let (scale, shift) = fold_batch_norm(bn, bias);
     let n = dims4(&x)[0];
     let mut y = if k == 1 && geometry.stride == 1 && geometry.padding == 0 && geometry.groups == 1 {
         pointwise_forward(&x, &w, None)
