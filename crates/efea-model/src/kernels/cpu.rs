@@ -454,6 +454,134 @@ pub fn depthwise_forward(
     y
 }
 
+/// Runs `f` compiled for the best instruction set this CPU has (AVX2 and FMA on x86-64), with
+/// the plain loops inside it vectorised for that set; the crate itself is built for baseline
+/// x86-64 (SSE2), where they get four lanes and no fused multiply-add.
+#[inline(always)]
+fn simd<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
+
+/// The per-channel work that follows a convolution in the same pass:
+/// `act(conv * scale[c] + shift[c])`; `scale: None` is 1 and `shift: None` is 0.
+#[derive(Debug, Clone, Copy)]
+pub struct Epilogue<'a> {
+    pub scale: Option<&'a [f32]>,
+    pub shift: Option<&'a [f32]>,
+    pub act: Act,
+}
+
+impl Epilogue<'_> {
+    /// A convolution's bias and nothing else.
+    pub fn bias(bias: Option<&[f32]>) -> Epilogue<'_> {
+        Epilogue {
+            scale: None,
+            shift: bias,
+            act: Act::Identity,
+        }
+    }
+
+    fn coef(&self, c: usize) -> (f32, f32) {
+        (
+            self.scale.map_or(1.0, |s| s[c]),
+            self.shift.map_or(0.0, |s| s[c]),
+        )
+    }
+}
+
+/// Depthwise 3x3 convolution with padding 1 and stride 1 or 2, followed by `epilogue`:
+/// equal to [`depthwise_forward`] (then the epilogue) for that geometry, and the one every
+/// depthwise convolution of MobileNetV2 has.
+///
+/// Each plane is copied once into a zero-bordered buffer (at stride 2 with the even and odd
+/// columns of each row apart), so that every one of the nine taps of an output row reads a
+/// contiguous run of that buffer: one vectorised pass per output row computes all nine
+/// products, the scale, the shift and the activation. Flex's direct convolution, which this
+/// replaces, makes a pass per tap with scalar edges.
+pub fn depthwise3x3_forward(
+    x: &[f32],
+    weight: &[f32],
+    epilogue: Epilogue<'_>,
+    g: Depthwise,
+) -> Vec<f32> {
+    assert!(
+        g.kernel == 3 && g.pad == 1 && (g.stride == 1 || g.stride == 2),
+        "depthwise3x3_forward: kernel 3, padding 1, stride 1 or 2, got {g:?}"
+    );
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let mut y = vec![0.0; g.n * g.c * oh * ow];
+    with_act!(epilogue.act, A => y
+    .par_chunks_mut(oh * ow)
+    .zip(x.par_chunks(g.h * g.w))
+    .with_min_len(min_items(g.h * g.w))
+    .enumerate()
+    .for_each_init(Vec::new, |padded, (i, (out, inp))| {
+        let c = i % g.c;
+        let (scale, shift) = epilogue.coef(c);
+        let filter: &[f32; 9] = weight[c * 9..(c + 1) * 9].try_into().expect("9 taps");
+        simd(|| depthwise3x3_plane::<A>(inp, out, filter, scale, shift, g, padded));
+    }));
+    y
+}
+
+#[inline(always)]
+fn depthwise3x3_plane<A: Activation>(
+    inp: &[f32],
+    out: &mut [f32],
+    w: &[f32; 9],
+    scale: f32,
+    shift: f32,
+    g: Depthwise,
+    padded: &mut Vec<f32>,
+) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    // The padded row is `[0, x[r][0..w], 0]`; at stride 2 it is stored as its even-indexed
+    // entries (`even` of them) followed by its odd-indexed ones.
+    let width = g.w + 2;
+    let even = width.div_ceil(2);
+    padded.clear();
+    padded.resize(width * (g.h + 2), 0.0);
+    for (r, row) in inp.chunks_exact(g.w).enumerate() {
+        let dst = &mut padded[(r + 1) * width..(r + 2) * width];
+        if g.stride == 1 {
+            dst[1..=g.w].copy_from_slice(row);
+        } else {
+            // Padded column j + 1 holds row[j]: odd j + 1 (even j) goes to the odd half.
+            let (evens, odds) = dst.split_at_mut(even);
+            for (pair, v) in row.chunks(2).enumerate() {
+                odds[pair] = v[0];
+                if let Some(&b) = v.get(1) {
+                    evens[pair + 1] = b;
+                }
+            }
+        }
+    }
+    for (o_row, dst) in out.chunks_exact_mut(ow).enumerate() {
+        let top = o_row * g.stride * width;
+        let rows = [0, 1, 2].map(|k| &padded[top + k * width..top + (k + 1) * width]);
+        // taps[3 * ky + kx]: the run of `ow` inputs that tap (ky, kx) multiplies.
+        let taps: [&[f32]; 9] = std::array::from_fn(|t| {
+            let (row, kx) = (rows[t / 3], t % 3);
+            let start = if g.stride == 1 {
+                kx
+            } else {
+                // Column 2 * o + kx: even half at o + kx / 2 for kx = 0, 2; odd half at o.
+                [0, even, 1][kx]
+            };
+            &row[start..start + ow]
+        });
+        let [t0, t1, t2, t3, t4, t5, t6, t7, t8] = taps.map(|t| &t[..ow]);
+        let dst = &mut dst[..ow];
+        for o in 0..ow {
+            let top = t0[o] * w[0] + t1[o] * w[1] + t2[o] * w[2];
+            let mid = t3[o] * w[3] + t4[o] * w[4] + t5[o] * w[5];
+            let bottom = t6[o] * w[6] + t7[o] * w[7] + t8[o] * w[8];
+            dst[o] = A::apply((top + mid + bottom) * scale + shift);
+        }
+    }
+    debug_assert_eq!(out.len(), oh * ow);
+}
+
 /// Gradient of [`depthwise_forward`] with respect to its input.
 pub fn depthwise_backward_input(dy: &[f32], weight: &[f32], g: Depthwise) -> Vec<f32> {
     let (oh, ow) = (g.out_h(), g.out_w());
@@ -995,6 +1123,66 @@ mod tests {
             }
         }
         y
+    }
+
+    #[test]
+    fn depthwise3x3_equals_the_general_kernel_then_its_epilogue() {
+        // Even and odd sizes at both strides, the 1x1 and 3x3 planes of the deep stages.
+        for (stride, h, w) in [
+            (1, 7, 6),
+            (1, 48, 48),
+            (1, 3, 3),
+            (1, 1, 1),
+            (1, 2, 5),
+            (2, 7, 8),
+            (2, 6, 6),
+            (2, 48, 48),
+            (2, 3, 3),
+            (2, 1, 1),
+            (2, 5, 2),
+        ] {
+            let g = Depthwise {
+                n: 2,
+                c: 5,
+                h,
+                w,
+                kernel: 3,
+                stride,
+                pad: 1,
+            };
+            let x = pseudo_random(g.n * g.c * h * w, 21);
+            let wt = pseudo_random(g.c * 9, 22);
+            // Scaled up so that ReLU6 clips some outputs.
+            let scale: Vec<f32> = pseudo_random(g.c, 23).iter().map(|v| v * 8.0).collect();
+            let shift = pseudo_random(g.c, 24);
+            let plain = depthwise_forward(&x, &wt, None, g);
+            let plane = g.out_h() * g.out_w();
+            for act in [Act::Identity, Act::Relu, Act::Relu6] {
+                let epilogue = Epilogue {
+                    scale: Some(&scale),
+                    shift: Some(&shift),
+                    act,
+                };
+                let got = depthwise3x3_forward(&x, &wt, epilogue, g);
+                let want: Vec<f32> = plain
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        let c = (i / plane) % g.c;
+                        act.apply(v * scale[c] + shift[c])
+                    })
+                    .collect();
+                close(&got, &want, 1e-5, &format!("depthwise3x3 {g:?} {act:?}"));
+            }
+            let bias = Epilogue::bias(Some(&shift));
+            let with_bias = depthwise_forward(&x, &wt, Some(&shift), g);
+            close(
+                &depthwise3x3_forward(&x, &wt, bias, g),
+                &with_bias,
+                1e-5,
+                "depthwise3x3 with bias",
+            );
+        }
     }
 
     #[test]
