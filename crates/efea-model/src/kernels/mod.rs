@@ -305,28 +305,17 @@ pub fn batch_norm_act_train(
 // Depthwise convolution
 // ---------------------------------------------------------------------------------------------
 
-/// The forward pass: [`cpu::depthwise3x3_forward`] for MobileNetV2's geometry (3x3, padding
-/// 1, stride 1 or 2), else flex's own direct convolution; the backward passes are ours.
+/// The forward pass is flex's own depthwise fast path (a direct convolution per plane, faster
+/// than [`cpu::depthwise_forward`] on the small planes of the deep stages); the backward
+/// passes are ours.
 fn depthwise_forward(
     x: FlexTensor,
     weight: FlexTensor,
     bias: Option<FlexTensor>,
     g: Depthwise,
 ) -> FlexTensor {
-    if is_depthwise3x3(g) {
-        let (x, weight) = (contiguous(x), contiguous(weight));
-        let bias = bias.map(contiguous);
-        let epilogue = cpu::Epilogue::bias(bias.as_ref().map(values));
-        let y = cpu::depthwise3x3_forward(values(&x), values(&weight), epilogue, g);
-        return new_tensor(y, &[g.n, g.c, g.out_h(), g.out_w()]);
-    }
     let options = ConvOptions::new([g.stride; 2], [g.pad; 2], [1, 1], g.c);
     contiguous(Flex::conv2d(x, weight, bias, options))
-}
-
-/// The geometry [`cpu::depthwise3x3_forward`] serves.
-fn is_depthwise3x3(g: Depthwise) -> bool {
-    g.kernel == 3 && g.pad == 1 && (g.stride == 1 || g.stride == 2)
 }
 
 #[derive(Debug, Clone)]
