@@ -10,7 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use efea_data::preview::{PreviewOptions, preview_grid};
 use efea_data::synth::{SynthConfig, SynthLevel};
 use efea_data::write::{write_fer2013_csv, write_folders};
-use efea_data::{AugmentConfig, Dataset, DatasetKind, LoadOptions};
+use efea_data::{AugmentConfig, Dataset, DatasetKind, DetectorKind, FaceConfig, LoadOptions};
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
@@ -50,6 +50,17 @@ pub struct DatasetArgs {
     /// CK+: skip face detection and always use a centre crop.
     #[arg(long)]
     pub no_face_crop: bool,
+    /// CK+: the face detector, mtcnn or rustface.
+    #[arg(long, default_value_t = FaceConfig::default().detector,
+        value_parser = clap::builder::PossibleValuesParser::new(DetectorKind::NAMES)
+            .map(|name| name.parse::<DetectorKind>().expect("every listed name parses")))]
+    pub detector: DetectorKind,
+    /// CK+: margin around the detected face, as a fraction of its side (0-2).
+    #[arg(long, default_value_t = FaceConfig::default().margin)]
+    pub margin: f32,
+    /// CK+: rotate crops so the eyes are level (with mtcnn's landmarks).
+    #[arg(long)]
+    pub align: bool,
 }
 
 fn dataset_kind_parser() -> impl TypedValueParser<Value = DatasetKind> {
@@ -78,6 +89,11 @@ impl DatasetArgs {
             classes: self.classes.clone(),
             ckplus_neutral: self.ckplus_neutral,
             face_crop: !self.no_face_crop,
+            face: FaceConfig {
+                detector: self.detector,
+                margin: self.margin,
+                align: self.align,
+            },
             ..LoadOptions::default()
         };
         let dataset = efea_data::load(self.dataset, self.data.as_deref(), &opts)?;

@@ -6,6 +6,7 @@
 mod cv;
 mod data;
 mod eval;
+mod faces;
 mod model;
 mod predict;
 mod serve;

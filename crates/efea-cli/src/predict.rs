@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use efea_data::face::DetectorConfig;
+
+use crate::faces::ModelArgs;
 use efea_infer::Face;
 use efea_infer::inputs::{self, Input};
 use efea_infer::{
@@ -34,9 +35,8 @@ pub enum Format {
 
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// Run directory (config.json + best.bpk) or checkpoint.
-    #[arg(long, short)]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Images, folders (searched recursively for jpg, jpeg, png, bmp, webp, tiff, gif) or `-`
     /// for standard input.
     #[arg(required = true, value_name = "PATH")]
@@ -62,12 +62,6 @@ pub struct PredictArgs {
     /// Faces per forward pass.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    /// Margin around a detected face on each side, as a fraction of its size.
-    #[arg(long, default_value_t = efea_data::face::DEFAULT_MARGIN)]
-    margin: f32,
-    /// Smallest face searched, in pixels (at least 20).
-    #[arg(long, default_value_t = 20)]
-    min_face: u32,
     /// cpu, wgpu, wgpu:N, cuda:N or tch[:cuda:N] (GPU backends need the matching feature).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -80,19 +74,13 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     let device = crate::train::parse_device(&args.device)?;
     let config = PredictorConfig {
         detect: !args.no_detect,
-        detector: DetectorConfig {
-            min_face_size: args.min_face.max(20),
-            ..DetectorConfig::default()
-        },
-        margin: args.margin,
         max_pixels: args.max_pixels,
         batch_size: args.batch_size.max(1),
         cam_layer: usize::from(args.cam_layer),
         ..PredictorConfig::default()
     };
     let load_start = Instant::now();
-    let predictor = Predictor::load(&args.model, &device, config)
-        .with_context(|| format!("loading the model from {}", args.model.display()))?;
+    let predictor = args.model.load(&device, config)?;
     let load_time = load_start.elapsed();
     let inputs = inputs::collect(&args.paths)?;
     if inputs.is_empty() {
@@ -105,7 +93,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
 
-    let mut out = Output::new(args.format, predictor.classes());
+    let mut out = Output::new(args.format, predictor.classes(), predictor.info().name);
     let mut names = OutputNames::default();
     let mut stats = Stats::default();
     let start = Instant::now();
@@ -272,16 +260,19 @@ struct Output {
     stdout: io::StdoutLock<'static>,
     json: Vec<Record>,
     header_written: bool,
+    /// The model's name, in every record and on the table's first line.
+    model: String,
 }
 
 impl Output {
-    fn new(format: Format, classes: &[String]) -> Self {
+    fn new(format: Format, classes: &[String], model: String) -> Self {
         Self {
             format,
             classes: classes.to_vec(),
             stdout: io::stdout().lock(),
             json: Vec::new(),
             header_written: false,
+            model,
         }
     }
 
@@ -292,6 +283,7 @@ impl Output {
         self.header_written = true;
         match self.format {
             Format::Table => {
+                writeln!(self.stdout, "model: {}", self.model)?;
                 write!(
                     self.stdout,
                     "{:<32} {:>4} {:>20} {:<10} ",
@@ -370,6 +362,7 @@ impl Output {
             }
             Format::Json | Format::Jsonl => self.record(Record::Faces {
                 path: path.to_string(),
+                model: self.model.clone(),
                 width: prediction.width,
                 height: prediction.height,
                 faces: prediction.faces.clone(),
@@ -451,6 +444,7 @@ fn display_paths(paths: &[PathBuf]) -> String {
 enum Record {
     Faces {
         path: String,
+        model: String,
         width: u32,
         height: u32,
         faces: Vec<Face>,

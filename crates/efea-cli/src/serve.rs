@@ -1,19 +1,19 @@
 //! `efea serve`: the HTTP API and the web page of `efea_server`, until SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use efea_infer::{DEFAULT_MAX_PIXELS, Predictor, PredictorConfig};
+use efea_infer::{DEFAULT_MAX_PIXELS, PredictorConfig};
 use efea_server::{AppState, ServerConfig};
+
+use crate::faces::ModelArgs;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Run directory (config.json + best.bpk) or checkpoint.
-    #[arg(long, short)]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
@@ -44,8 +44,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_pixels: args.max_pixels,
         ..PredictorConfig::default()
     };
-    let predictor = Predictor::load(&args.model, &device, predictor_config)
-        .with_context(|| format!("loading the model from {}", args.model.display()))?;
+    let predictor = args.model.load(&device, predictor_config)?;
+    let model_name = predictor.info().name;
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes,
         workers: args.workers.max(1),
@@ -63,7 +63,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.addr))?;
         let addr = listener.local_addr()?;
-        eprintln!("efea serving {} on http://{addr}/", args.model.display());
+        eprintln!("efea serving {model_name} on http://{addr}/");
         efea_server::serve(listener, state, efea_server::shutdown_signal()).await?;
         eprintln!("efea stopped");
         anyhow::Ok(())

@@ -127,6 +127,18 @@ pub struct RecipeArgs {
     balanced_batches: Option<bool>,
     #[arg(long)]
     seed: Option<u64>,
+    /// Face detector for datasets of whole frames (CK+): mtcnn or rustface. Saved with the
+    /// model: `predict` and `serve` find faces with it too.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(efea_face::DetectorKind::NAMES)
+        .map(|name| name.parse::<efea_face::DetectorKind>().expect("every listed name parses")))]
+    detector: Option<efea_face::DetectorKind>,
+    /// Margin around each detected face, as a fraction of its side (0-2). Saved with the model.
+    #[arg(long)]
+    margin: Option<f32>,
+    /// Align crops so the eyes are level (`true` or `false`; needs mtcnn's landmarks). Saved
+    /// with the model.
+    #[arg(long, value_name = "BOOL")]
+    align: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
@@ -156,6 +168,9 @@ impl RecipeArgs {
             config.init = self.init.clone();
         }
         set(&mut config.epochs, self.epochs);
+        set(&mut config.face.detector, self.detector);
+        set(&mut config.face.margin, self.margin);
+        set(&mut config.face.align, self.align);
         set(&mut config.batch_size, self.batch_size);
         let o = &mut config.optimizer;
         set(&mut o.lr, self.lr);

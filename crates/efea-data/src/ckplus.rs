@@ -15,8 +15,10 @@ use rayon::prelude::*;
 
 use crate::classes::{CKPLUS_CLASSES, CKPLUS_CLASSES_WITH_NEUTRAL, owned};
 use crate::error::{DataError, FileProblem, Result};
-use crate::face::{DetectorConfig, FaceDetector, centre_crop, crop_face};
-use crate::image_folder::{file_name, image_files, load_class_dirs, read_gray, sub_dirs};
+use efea_face::{Detector, Frame as Crop};
+
+use crate::image_folder::{file_name, image_files, load_class_dirs, read_image, sub_dirs};
+use crate::preprocess::to_gray;
 use crate::{Dataset, LoadOptions, Sample, Source};
 
 /// Folder of the frames in the CK+ distribution.
@@ -102,19 +104,28 @@ pub fn load_original(root: &Path, opts: &LoadOptions) -> Result<Dataset> {
         ));
     }
 
+    let framing = opts.face.framing();
+    framing
+        .check()
+        .map_err(|message| DataError::spec("face framing", message))?;
     let detector = opts
         .face_crop
-        .then(|| FaceDetector::new(ckplus_detector_config()));
+        .then(|| Detector::new(opts.face.detector, CKPLUS_MIN_FACE));
     let crops: Vec<Result<(GrayImage, bool)>> = frames
         .par_iter()
         .map(|frame| {
-            let image = read_gray(&frame.path)?;
+            let image = read_image(&frame.path)?;
             let face = detector
                 .as_ref()
                 .and_then(|detector| detector.largest_face(&image));
+            let gray = to_gray(&image);
             Ok(match face {
-                Some(face) => (crop_face(&image, &face, opts.face_margin, opts.size), true),
-                None => (centre_crop(&image, FALLBACK_CROP, opts.size), false),
+                Some(face) => (framing.frame(&face).cut(&gray, opts.size), true),
+                None => {
+                    let (width, height) = gray.dimensions();
+                    let fallback = Crop::centred(width, height, FALLBACK_CROP);
+                    (fallback.cut(&gray, opts.size), false)
+                }
             })
         })
         .collect();
@@ -151,14 +162,9 @@ pub fn load_original(root: &Path, opts: &LoadOptions) -> Result<Dataset> {
     Ok(dataset)
 }
 
-/// CK+ faces are large (about 250 pixels in a 640x490 frame): skipping small windows makes
+/// CK+ faces are large (about 250 pixels in a 640x490 frame): skipping small faces makes
 /// detection several times faster without losing any.
-fn ckplus_detector_config() -> DetectorConfig {
-    DetectorConfig {
-        min_face_size: 80,
-        ..DetectorConfig::default()
-    }
-}
+const CKPLUS_MIN_FACE: u32 = 80;
 
 /// The `*_emotion.txt` of a sequence folder, if it has one.
 fn emotion_file(sequence_dir: &Path) -> Result<Option<PathBuf>> {

@@ -3,22 +3,27 @@
 
 use std::path::{Path, PathBuf};
 
-use image::GrayImage;
+use image::{DynamicImage, GrayImage};
 use rayon::prelude::*;
 
 use crate::classes::{FER2013_CLASSES, FER2013_FOLDER_NAMES, fer2013_label_of_folder, owned};
+use crate::decode::{DEFAULT_MAX_PIXELS, decode};
 use crate::error::{DataError, Result};
 use crate::preprocess::{resize_square, to_gray};
 use crate::{Dataset, LoadOptions, Sample, Source};
 
-/// File extensions read as images (lower case).
-pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+pub use crate::decode::IMAGE_EXTENSIONS;
+
+/// Decodes an image file at its own size, upright (EXIF orientation applied), as inference
+/// decodes it.
+pub fn read_image(path: &Path) -> Result<DynamicImage> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    decode(&bytes, DEFAULT_MAX_PIXELS).map_err(|e| DataError::image(path, e))
+}
 
 /// Decodes an image file to grayscale (RGB is converted) at its own size.
 pub fn read_gray(path: &Path) -> Result<GrayImage> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let image = image::load_from_memory(&bytes).map_err(|e| DataError::image(path, e))?;
-    Ok(to_gray(&image))
+    Ok(to_gray(&read_image(path)?))
 }
 
 /// Decodes an image file to a `size x size` grayscale square (centre crop, then resize).

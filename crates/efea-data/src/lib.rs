@@ -14,8 +14,8 @@ pub mod batch;
 pub mod ckplus;
 pub mod classes;
 mod csv;
+pub mod decode;
 mod error;
-pub mod face;
 pub mod fer2013;
 pub mod ferplus;
 pub mod folds;
@@ -38,7 +38,7 @@ pub use image::GrayImage;
 
 pub use augment::AugmentConfig;
 pub use batch::{Batch, BatchIndices, Batcher};
-pub use face::{FaceBox, FaceDetector};
+pub use efea_face::{DetectorKind, FaceConfig};
 pub use folds::subject_folds;
 pub use preprocess::preprocess;
 pub use stats::{Stats, stats};
@@ -303,8 +303,8 @@ pub struct LoadOptions {
     pub ckplus_frames: usize,
     /// CK+: crop the face with the detector (otherwise always a centre crop).
     pub face_crop: bool,
-    /// Margin added around a detected face on each side, as a fraction of its size.
-    pub face_margin: f32,
+    /// CK+: which detector finds the face and how its crop is framed.
+    pub face: FaceConfig,
     /// FER+: the `fer2013.csv` holding the images; `None`: next to `fer2013new.csv`.
     pub ferplus_images: Option<PathBuf>,
     /// The synthetic set drawn for `synth` when no specification is given.
@@ -320,7 +320,7 @@ impl Default for LoadOptions {
             ckplus_neutral: false,
             ckplus_frames: 3,
             face_crop: true,
-            face_margin: face::DEFAULT_MARGIN,
+            face: FaceConfig::default(),
             ferplus_images: None,
             synth: SynthConfig::default(),
         }

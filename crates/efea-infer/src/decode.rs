@@ -1,130 +1,13 @@
-//! Bytes to pixels, defensively: whatever a person uploads or points the CLI at either
-//! decodes into an upright image or fails with a one-line reason, and a huge image is refused
-//! from its header before any pixel buffer is allocated.
+//! Image bytes to pixels exactly as the dataset loaders decode them ([`efea_data::decode`]:
+//! the same formats, EXIF orientation and size limits), with inference's error type.
 
-use std::io::{Cursor, ErrorKind as IoErrorKind};
+use image::DynamicImage;
 
-use image::error::{ImageError, LimitErrorKind};
-use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
+pub use efea_data::decode::{DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, dimensions};
 
-use crate::error::{InferError, Result};
+use crate::error::Result;
 
-/// Default pixel limit: a 50-megapixel camera frame (200 MB as RGBA).
-pub const DEFAULT_MAX_PIXELS: u64 = 50_000_000;
-
-/// Bytes a decoder may allocate per pixel: 16-bit RGBA plus the decoder's own working rows.
-const ALLOC_BYTES_PER_PIXEL: u64 = 12;
-
-/// Decodes `bytes` (jpeg, png, bmp, webp, tiff, gif) into an upright image.
-///
-/// The format is recognised from the content, not a file name. The dimensions are read from
-/// the header and checked against `max_pixels` before decoding; the EXIF orientation of a
-/// JPEG (or TIFF) is applied, so a photo taken sideways comes out as the camera's screen
-/// showed it.
+/// Decodes `bytes` into an upright image; see [`efea_data::decode::decode`].
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<DynamicImage> {
-    if bytes.is_empty() {
-        return Err(InferError::Empty);
-    }
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .expect("guessing the format of an in-memory buffer does no fallible I/O");
-    if reader.format().is_none() {
-        return Err(InferError::NotAnImage);
-    }
-    // The header alone: the limits are set once the dimensions have been checked.
-    reader.no_limits();
-    let mut decoder = reader.into_decoder().map_err(from_image_error)?;
-    let (width, height) = decoder.dimensions();
-    if width == 0 || height == 0 {
-        return Err(InferError::Corrupt(format!("{width}x{height} image")));
-    }
-    if width as u64 * height as u64 > max_pixels {
-        return Err(InferError::TooLarge {
-            width,
-            height,
-            max_pixels,
-        });
-    }
-    let mut limits = Limits::default();
-    limits.max_alloc = Some(max_pixels.saturating_mul(ALLOC_BYTES_PER_PIXEL));
-    decoder.set_limits(limits).map_err(from_image_error)?;
-    // A damaged EXIF block is no reason to refuse the picture: keep it as stored.
-    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(from_image_error)?;
-    image.apply_orientation(orientation);
-    Ok(image)
-}
-
-/// The dimensions `bytes` declare, without decoding them (`None` if it is no image).
-pub fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .ok()?;
-    reader.no_limits();
-    reader.into_dimensions().ok()
-}
-
-fn from_image_error(error: ImageError) -> InferError {
-    match error {
-        ImageError::Unsupported(e) => InferError::Unsupported(e.to_string()),
-        ImageError::Limits(e) => match e.kind() {
-            LimitErrorKind::InsufficientMemory | LimitErrorKind::DimensionError => {
-                InferError::Corrupt(format!("image needs more memory than allowed ({e})"))
-            }
-            _ => InferError::Corrupt(e.to_string()),
-        },
-        ImageError::IoError(e) if e.kind() == IoErrorKind::UnexpectedEof => {
-            InferError::Corrupt("the data ends early".into())
-        }
-        other => InferError::Corrupt(one_line(&other.to_string())),
-    }
-}
-
-fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use image::{ImageFormat, RgbImage};
-
-    fn png(width: u32, height: u32) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        DynamicImage::ImageRgb8(RgbImage::new(width, height))
-            .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
-            .expect("encoding to memory");
-        bytes
-    }
-
-    #[test]
-    fn a_small_png_decodes_and_reports_its_dimensions() {
-        let bytes = png(7, 5);
-        assert_eq!(dimensions(&bytes), Some((7, 5)));
-        let image = decode(&bytes, 100).unwrap();
-        assert_eq!((image.width(), image.height()), (7, 5));
-    }
-
-    #[test]
-    fn the_pixel_limit_is_inclusive() {
-        assert!(decode(&png(10, 10), 100).is_ok());
-        assert!(matches!(
-            decode(&png(10, 11), 100),
-            Err(InferError::TooLarge {
-                width: 10,
-                height: 11,
-                max_pixels: 100
-            })
-        ));
-    }
-
-    #[test]
-    fn empty_and_text_inputs_are_named() {
-        assert!(matches!(decode(b"", 100), Err(InferError::Empty)));
-        assert!(matches!(
-            decode(b"hello, world", 100),
-            Err(InferError::NotAnImage)
-        ));
-    }
+    Ok(efea_data::decode::decode(bytes, max_pixels)?)
 }

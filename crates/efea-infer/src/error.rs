@@ -1,6 +1,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use efea_data::decode::DecodeError;
 use efea_model::WeightsError;
 
 /// Everything inference can fail on: a model that does not load, or an input that is not a
@@ -36,6 +37,9 @@ pub enum InferError {
     /// Truncated or damaged image data.
     #[error("corrupt or truncated image: {0}")]
     Corrupt(String),
+    /// A bug met while analysing this image (a panic, caught so the other images go on).
+    #[error("internal error while analysing this image: {0}")]
+    Internal(String),
 }
 
 /// What an input error means to a client, for callers that must answer with a status code.
@@ -51,13 +55,35 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl From<DecodeError> for InferError {
+    fn from(error: DecodeError) -> Self {
+        match error {
+            DecodeError::Empty => Self::Empty,
+            DecodeError::NotAnImage => Self::NotAnImage,
+            DecodeError::Unsupported(format) => Self::Unsupported(format),
+            DecodeError::TooLarge {
+                width,
+                height,
+                max_pixels,
+            } => Self::TooLarge {
+                width,
+                height,
+                max_pixels,
+            },
+            DecodeError::Corrupt(reason) => Self::Corrupt(reason),
+        }
+    }
+}
+
 impl InferError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             InferError::NotAnImage | InferError::Unsupported(_) => ErrorKind::UnsupportedInput,
             InferError::TooLarge { .. } => ErrorKind::TooLarge,
             InferError::Empty | InferError::Corrupt(_) => ErrorKind::BadInput,
-            InferError::Model(_) | InferError::Io { .. } => ErrorKind::Internal,
+            InferError::Model(_) | InferError::Io { .. } | InferError::Internal(_) => {
+                ErrorKind::Internal
+            }
         }
     }
 

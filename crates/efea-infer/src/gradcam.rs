@@ -10,6 +10,7 @@
 use burn::module::{Flag, Module, ModuleMapper, Param};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
+use efea_model::mini_xception::MiniXception;
 use efea_model::{EfeaNet, FeatureMaps};
 
 /// The default target: `features.18`, the last 1x1 convolution of the backbone (1280
@@ -60,9 +61,37 @@ pub fn grad_cam(model: &EfeaNet, input: Tensor<4>, classes: &[usize], layer: usi
     if n == 0 {
         return Vec::new();
     }
-    let device = input.device();
     let model = eval_mode(model.clone());
     let (logits, activation) = forward_from_leaf(&model, input, layer);
+    cam_of(logits, activation, classes)
+}
+
+/// Grad-CAM of fer's mini-XCEPTION at the output of its last residual module (128 maps of
+/// 4x4 for a 64x64 input), the maps its class convolution reads.
+///
+/// # Panics
+/// If `classes.len()` is not the batch size.
+pub fn grad_cam_mini_xception(
+    model: &MiniXception,
+    input: Tensor<4>,
+    classes: &[usize],
+) -> Vec<CamMap> {
+    let [n, ..] = input.dims();
+    assert_eq!(classes.len(), n, "one class per input");
+    if n == 0 {
+        return Vec::new();
+    }
+    let activation = model
+        .forward_features(input)
+        .autodiff()
+        .require_grad();
+    let logits = model.forward_head(activation.clone());
+    cam_of(logits, activation, classes)
+}
+
+/// The maps of `activation` weighted by the gradient of each input's class logit.
+fn cam_of(logits: Tensor<2>, activation: Tensor<4>, classes: &[usize]) -> Vec<CamMap> {
+    let device = logits.device();
     let [_, num_classes] = logits.dims();
     // The score is the sum of each input's own class logit (pre-softmax, as in the paper); in
     // eval mode the inputs do not interact, so one backward pass serves the whole batch.

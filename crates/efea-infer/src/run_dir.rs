@@ -28,10 +28,7 @@ pub fn write_random(
 ) -> io::Result<ModelSpec> {
     let device = Device::flex();
     device.seed(seed);
-    let spec = ModelSpec {
-        model: config.with_num_classes(classes.len()),
-        classes,
-    };
+    let spec = ModelSpec::new(config.with_num_classes(classes.len()), classes);
     let model = spec.model.init(&device);
     write(dir, &spec, &model)?;
     Ok(spec)

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::Device;
+use efea_face::FaceConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::{EfeaNet, EfeaNetConfig, WeightsError};
@@ -25,9 +26,23 @@ pub struct ModelSpec {
     pub model: EfeaNetConfig,
     /// Class names in the order of the network's outputs.
     pub classes: Vec<String>,
+    /// How the training faces were found and framed; inference frames faces the same way.
+    /// Absent from run directories older than the choice (they were all framed by the
+    /// default).
+    #[serde(default)]
+    pub face: FaceConfig,
 }
 
 impl ModelSpec {
+    /// A spec framed as efea frames faces by default.
+    pub fn new(model: EfeaNetConfig, classes: Vec<String>) -> Self {
+        Self {
+            model,
+            classes,
+            face: FaceConfig::default(),
+        }
+    }
+
     pub fn read(path: &Path) -> Result<Self, WeightsError> {
         let text = fs::read_to_string(path).map_err(|e| read_error(path, e.to_string()))?;
         let spec: ModelSpec = serde_json::from_str(&text)
@@ -35,6 +50,10 @@ impl ModelSpec {
         spec.model
             .validate()
             .map_err(|e| read_error(path, format!("invalid model config: {e}")))?;
+        spec.face
+            .framing()
+            .check()
+            .map_err(|e| read_error(path, format!("invalid face framing: {e}")))?;
         if spec.classes.len() != spec.model.num_classes {
             return Err(read_error(
                 path,

@@ -22,10 +22,7 @@ fn write_run(dir: &std::path::Path, config: &EfeaNetConfig) -> Tensor<2> {
     let classes = (0..config.num_classes)
         .map(|i| format!("class{i}"))
         .collect();
-    let spec = ModelSpec {
-        model: config.clone(),
-        classes,
-    };
+    let spec = ModelSpec::new(config.clone(), classes);
     fs::write(dir.join(CONFIG_FILE), serde_json::to_string(&spec).unwrap()).unwrap();
     let x = Tensor::random([2, 1, 48, 48], Distribution::Default, &device);
     model.valid().forward(x)
@@ -38,10 +35,7 @@ fn a_run_directory_round_trips_exactly() {
     let device = Device::flex();
     let model = config.init(&device);
     save_module(&model, &dir.path().join("best.bpk")).unwrap();
-    let spec = ModelSpec {
-        model: config.clone(),
-        classes: (0..7).map(|i| i.to_string()).collect(),
-    };
+    let spec = ModelSpec::new(config.clone(), (0..7).map(|i| i.to_string()).collect());
     fs::write(
         dir.path().join(CONFIG_FILE),
         serde_json::to_string(&spec).unwrap(),

@@ -37,8 +37,11 @@ async function loadModel() {
     classes = model.classes;
     window.efea.classes = classes;
     const preset = model.preset ? ` · preset ${model.preset}` : '';
+    const face = model.face ? ` · faces by ${model.face.detector}${model.face.align ? ', aligned' : ''}` : '';
     $('model').textContent =
-      `model ${model.name} · ${classes.join(', ')} · ${model.input_size}×${model.input_size} input${preset}`;
+      `model ${model.name} (${model.architecture}) · ${classes.join(', ')} · ` +
+      `${model.input_size}×${model.input_size} input${preset}${face}`;
+    $('model').title = model.description || '';
   } catch (error) {
     $('model').textContent = 'model information unavailable';
   }

@@ -25,10 +25,10 @@ const CLASSES: [&str; 7] = [
 fn state(config: ServerConfig, predictor_config: PredictorConfig) -> AppState {
     let device = Device::flex();
     device.seed(3);
-    let spec = ModelSpec {
-        model: EfeaNetConfig::new().with_width_mult(0.35),
-        classes: CLASSES.iter().map(|c| c.to_string()).collect(),
-    };
+    let spec = ModelSpec::new(
+        EfeaNetConfig::new().with_width_mult(0.35),
+        CLASSES.iter().map(|c| c.to_string()).collect(),
+    );
     let model = spec.model.init(&device).valid();
     AppState::new(
         Predictor::new(spec, model, device, predictor_config),

@@ -13,7 +13,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use efea_data::{AugmentConfig, DatasetKind, SynthConfig};
+use efea_data::{AugmentConfig, DatasetKind, FaceConfig, SynthConfig};
 use efea_model::{EfeaNetConfig, Preset};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -59,6 +59,9 @@ pub struct TrainingConfig {
     /// Side of the ten crops, in pixels of the `input_size` image (resized back to it);
     /// `None`: 11/12 of the input, the common FER2013 ten-crop of 44 of 48 pixels.
     pub tencrop_size: Option<u32>,
+    /// How faces are found and framed: by the CK+ loader at training time, and by `predict`
+    /// and `serve` for this model (saved in `config.json`, read back by inference).
+    pub face: FaceConfig,
 }
 
 impl Default for TrainingConfig {
@@ -80,6 +83,7 @@ impl Default for TrainingConfig {
             report_tencrop: true,
             balanced_batches: false,
             tencrop_size: None,
+            face: FaceConfig::default(),
         }
     }
 }
@@ -401,6 +405,10 @@ impl TrainingConfig {
         let bad = |message: String| Err(TrainError::config(message));
         self.model.validate().map_err(TrainError::config)?;
         self.data.kind()?;
+        self.face
+            .framing()
+            .check()
+            .map_err(|e| TrainError::config(format!("face: {e}")))?;
         if self.epochs == 0 {
             return bad("epochs must be at least 1".into());
         }

@@ -43,6 +43,7 @@ pub fn load_dataset(config: &TrainingConfig) -> Result<Dataset> {
         size: config.model.input_size as u32,
         skip_bad: config.data.skip_bad,
         ckplus_neutral: config.data.ckplus_neutral,
+        face: config.face,
         ..LoadOptions::default()
     };
     if let Some(synth) = config.synth()? {

@@ -18,10 +18,10 @@ pub const CLASSES: [&str; 7] = [
 
 /// A narrow randomly initialised network (same seed, same weights).
 pub fn small_spec() -> ModelSpec {
-    ModelSpec {
-        model: EfeaNetConfig::new().with_width_mult(0.35),
-        classes: CLASSES.iter().map(|c| c.to_string()).collect(),
-    }
+    ModelSpec::new(
+        EfeaNetConfig::new().with_width_mult(0.35),
+        CLASSES.iter().map(|c| c.to_string()).collect(),
+    )
 }
 
 pub fn predictor(config: PredictorConfig) -> Predictor {
