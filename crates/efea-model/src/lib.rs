@@ -17,8 +17,12 @@ pub mod checkpoint;
 mod efea_net;
 pub mod kernels;
 pub mod layers;
+pub mod mini_xception;
 pub mod summary;
 pub mod weights;
 
 pub use efea_net::{EfeaNet, EfeaNetConfig, FeatureMaps, MSCA_TAP_STAGES, Preset};
+pub use mini_xception::{
+    FER_CLASSES, FER_INPUT_SIZE, MiniXception, MiniXceptionConfig, normalise_fer,
+};
 pub use weights::{ImportReport, WeightsError};

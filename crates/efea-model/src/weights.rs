@@ -36,6 +36,20 @@ pub struct ImportReport {
 }
 
 impl ImportReport {
+    /// The report of `result`, or an error for the tensors that did not fit (shape or dtype).
+    pub(crate) fn checked(result: ApplyResult, path: &Path) -> Result<Self, WeightsError> {
+        if let Some(first) = result.errors.first() {
+            return Err(WeightsError::Mismatch {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{} tensor(s) do not fit the network; first: {first}",
+                    result.errors.len()
+                ),
+            });
+        }
+        Ok(Self::from_apply(result))
+    }
+
     fn from_apply(result: ApplyResult) -> Self {
         Self {
             applied: result.applied,
@@ -175,16 +189,7 @@ pub fn load_pytorch_into<M: Module>(
             .load_from(&mut store)
             .map_err(|e| read_error(e.to_string()))?
     };
-    if let Some(first) = result.errors.first() {
-        return Err(WeightsError::Mismatch {
-            path: path.to_path_buf(),
-            message: format!(
-                "{} tensor(s) do not fit the network; first: {first}",
-                result.errors.len()
-            ),
-        });
-    }
-    Ok(ImportReport::from_apply(result))
+    ImportReport::checked(result, path)
 }
 
 /// Helper so both stores take the same `(pattern, replacement)` list.

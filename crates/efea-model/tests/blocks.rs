@@ -11,7 +11,7 @@ use efea_model::attention::{
     AffConfig, CdsmConfig, MscaConfig, SubspaceAttentionConfig, TripletAttentionConfig,
 };
 use efea_model::backbone::InvertedResidualConfig;
-use efea_model::{EfeaNetConfig, Preset};
+use efea_model::{EfeaNetConfig, MiniXceptionConfig, Preset};
 
 fn device() -> Device {
     Device::flex().autodiff()
@@ -165,4 +165,31 @@ fn rgb_input_and_stride_2_stem() {
     assert_eq!(features.last.dims()[2..], [3, 3]);
     let out = m.forward_head(features);
     check("net rgb 96", &m, out, [2, 8]);
+}
+
+#[test]
+fn mini_xception_separable_conv() {
+    let m = MiniXceptionConfig::new()
+        .init(&device())
+        .modules
+        .remove(0)
+        .sep2;
+    let out = m.forward(random([2, 16, 9, 10]));
+    check("mini-Xception separable conv", &m, out, [2, 16, 9, 10]);
+}
+
+/// Keras's `same` halves 30 to 15 (pad 0 before, 1 after) and 15 to 8 (1 each side).
+#[test]
+fn mini_xception_module() {
+    let m = MiniXceptionConfig::new().init(&device()).modules.remove(1);
+    let out = m.forward(random([2, 16, 30, 15]));
+    check("mini-Xception module", &m, out, [2, 32, 15, 8]);
+}
+
+#[test]
+fn mini_xception() {
+    let m = MiniXceptionConfig::new().init(&device());
+    let (features, logits) = m.forward_cam(random([3, 1, 64, 64]));
+    assert_eq!(features.dims(), [3, 128, 4, 4]);
+    check("mini-Xception", &m, logits, [3, 7]);
 }
