@@ -51,10 +51,14 @@ PACKAGE_DATA = Path(facenet_pytorch.__file__).resolve().parent / "data"
 
 NETS = {"pnet": PNet, "rnet": RNet, "onet": ONet}
 
-# The 640x480 window of the group photo used for timing and as a third detection case:
-# horizontally centred, at the top where the faces are (a crop, so Rust and Python see
-# identical pixels).
-CROP_640 = (513, 0, 640, 480)  # x0, y0, width, height
+# Windows of the photos, as extra detection cases (crops, so Rust and Python see identical
+# pixels): the 640x480 window of the group photo used for timing, horizontally centred at
+# the top where the faces are; and the astronaut with her face cut by the top-left corner
+# (boxes beyond the border, clamped by pad()).
+CROPS = {
+    "solvay_1927.png@crop640x480": ("solvay_1927.png", (513, 0, 640, 480)),  # x0, y0, width, height
+    "astronaut.png@border": ("astronaut.png", (206, 87, 306, 425)),
+}
 
 
 def sha256(path: Path) -> str:
@@ -213,13 +217,13 @@ def photos() -> Dict[str, np.ndarray]:
         import skimage.data
 
         Image.fromarray(skimage.data.astronaut()).save(astronaut)
-    solvay = load_rgb(PHOTOS / "solvay_1927.png")
-    x0, y0, cw, ch = CROP_640
-    return {
-        "solvay_1927.png": solvay,
+    images = {
+        "solvay_1927.png": load_rgb(PHOTOS / "solvay_1927.png"),
         "astronaut.png": load_rgb(astronaut),
-        "solvay_1927.png@crop640x480": np.ascontiguousarray(solvay[y0 : y0 + ch, x0 : x0 + cw]),
     }
+    for name, (photo, (x0, y0, cw, ch)) in CROPS.items():
+        images[name] = np.ascontiguousarray(images[photo][y0 : y0 + ch, x0 : x0 + cw])
+    return images
 
 
 def detect(mtcnn: MTCNN, img: np.ndarray):
@@ -241,8 +245,8 @@ def detections(mtcnn: MTCNN, images: Dict[str, np.ndarray]) -> Dict[str, List[Li
                     }
                 )
         case = {"image": name, "width": int(img.shape[1]), "height": int(img.shape[0]), "faces": faces}
-        if name.endswith("@crop640x480"):
-            case["crop"] = dict(zip(["x", "y", "width", "height"], CROP_640))
+        if name in CROPS:
+            case["crop"] = dict(zip(["x", "y", "width", "height"], CROPS[name][1]))
         cases.append(case)
         print(f"{name}: {len(faces)} faces")
     doc = {
@@ -262,6 +266,8 @@ def detections(mtcnn: MTCNN, images: Dict[str, np.ndarray]) -> Dict[str, List[Li
 def timings(mtcnn: MTCNN, images: Dict[str, np.ndarray], runs: int = 7) -> None:
     torch.set_num_threads(2)
     for name, img in images.items():
+        if name.endswith("@border"):
+            continue
         pil = Image.fromarray(img)
         mtcnn.detect(pil, landmarks=True)  # warm-up
         times = []
