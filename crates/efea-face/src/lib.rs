@@ -19,6 +19,7 @@
 //! ```
 
 pub mod frame;
+pub mod mtcnn;
 pub mod seeta;
 
 use std::fmt;
@@ -28,6 +29,7 @@ use image::DynamicImage;
 use serde::{Deserialize, Serialize};
 
 pub use frame::{DEFAULT_MARGIN, Frame, Framing, MAX_MARGIN};
+pub use mtcnn::{DetectedFace, Mtcnn, MtcnnConfig};
 pub use seeta::{SeetaConfig, SeetaDetector};
 
 /// A face found in an image: a box in pixels of that image (it may reach past the border),
@@ -83,6 +85,14 @@ impl Landmarks {
     }
 }
 
+/// Why a detector could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum FaceError {
+    /// `origin` names the file (or the compiled-in asset).
+    #[error("{origin}: cannot load MTCNN weights: {message}")]
+    Weights { origin: String, message: String },
+}
+
 /// Which detector finds the faces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -129,6 +139,7 @@ impl FromStr for DetectorKind {
 #[derive(Debug)]
 pub enum Detector {
     Rustface(SeetaDetector),
+    Mtcnn(Mtcnn),
 }
 
 impl Detector {
@@ -140,13 +151,22 @@ impl Detector {
                 min_face_size: min_face_size.max(20),
                 ..SeetaConfig::default()
             })),
-            DetectorKind::Mtcnn => todo!("merged from the mtcnn branch"),
+            // The detector runs on the CPU backend whatever device classifies: its nets are
+            // small and its pyramid makes many small passes.
+            DetectorKind::Mtcnn => Self::Mtcnn(Mtcnn::new(
+                MtcnnConfig {
+                    min_face_size: min_face_size.max(20) as f64,
+                    ..MtcnnConfig::default()
+                },
+                &burn::tensor::Device::flex(),
+            )),
         }
     }
 
     pub fn kind(&self) -> DetectorKind {
         match self {
             Self::Rustface(_) => DetectorKind::Rustface,
+            Self::Mtcnn(_) => DetectorKind::Mtcnn,
         }
     }
 
@@ -154,6 +174,23 @@ impl Detector {
     pub fn detect(&self, image: &DynamicImage) -> Vec<FaceBox> {
         match self {
             Self::Rustface(detector) => detector.detect(&image.to_luma8()),
+            Self::Mtcnn(detector) => detector
+                .detect(&image.to_rgb8())
+                .into_iter()
+                .map(|face| {
+                    let [x1, y1, x2, y2] = face.bbox;
+                    FaceBox {
+                        x: x1,
+                        y: y1,
+                        width: x2 - x1,
+                        height: y2 - y1,
+                        score: face.score,
+                        landmarks: Some(Landmarks {
+                            points: face.landmarks,
+                        }),
+                    }
+                })
+                .collect(),
         }
     }
 
