@@ -52,8 +52,7 @@ pub struct DatasetArgs {
     pub no_face_crop: bool,
     /// CK+: the face detector, mtcnn or rustface.
     #[arg(long, default_value_t = FaceConfig::default().detector,
-        value_parser = clap::builder::PossibleValuesParser::new(DetectorKind::NAMES)
-            .map(|name| name.parse::<DetectorKind>().expect("every listed name parses")))]
+        value_parser = crate::faces::detector_parser())]
     pub detector: DetectorKind,
     /// CK+: margin around the detected face, as a fraction of its side (0-2).
     #[arg(long, default_value_t = FaceConfig::default().margin)]

@@ -7,8 +7,17 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use burn::tensor::Device;
 use clap::Args;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use efea_face::{DetectorKind, MAX_MARGIN};
 use efea_infer::{Predictor, PredictorConfig};
+
+/// `--detector`'s values, listed in `--help`.
+pub fn detector_parser() -> impl TypedValueParser<Value = DetectorKind> {
+    PossibleValuesParser::new(DetectorKind::NAMES).map(|name| {
+        name.parse::<DetectorKind>()
+            .expect("every listed name parses")
+    })
+}
 
 #[derive(Debug, Args)]
 pub struct ModelArgs {
@@ -18,8 +27,7 @@ pub struct ModelArgs {
     pub model: Option<PathBuf>,
     /// Face detector: mtcnn (boxes and five landmarks) or rustface (SeetaFace, boxes only).
     /// Default: the one the model was trained with.
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(DetectorKind::NAMES)
-        .map(|name| name.parse::<DetectorKind>().expect("every listed name parses")))]
+    #[arg(long, value_parser = crate::faces::detector_parser())]
     pub detector: Option<DetectorKind>,
     /// Margin around a detected face on each side, as a fraction of its size (0-2).
     /// Default: the model's training margin.
@@ -43,7 +51,9 @@ impl ModelArgs {
         if let Some(margin) = self.margin
             && !(0.0..=MAX_MARGIN).contains(&margin)
         {
-            bail!("--margin {margin}: expected a fraction of the face side between 0 and {MAX_MARGIN}");
+            bail!(
+                "--margin {margin}: expected a fraction of the face side between 0 and {MAX_MARGIN}"
+            );
         }
         Ok(PredictorConfig {
             detector: self.detector,

@@ -129,8 +129,7 @@ pub struct RecipeArgs {
     seed: Option<u64>,
     /// Face detector for datasets of whole frames (CK+): mtcnn or rustface. Saved with the
     /// model: `predict` and `serve` find faces with it too.
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(efea_face::DetectorKind::NAMES)
-        .map(|name| name.parse::<efea_face::DetectorKind>().expect("every listed name parses")))]
+    #[arg(long, value_parser = crate::faces::detector_parser())]
     detector: Option<efea_face::DetectorKind>,
     /// Margin around each detected face, as a fraction of its side (0-2). Saved with the model.
     #[arg(long)]

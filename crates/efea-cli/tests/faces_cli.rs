@@ -11,7 +11,8 @@ const EFEA: &str = env!("CARGO_BIN_EXE_efea");
 
 /// The 1927 Solvay Conference photograph (1666x1136 gray, 29 faces), committed.
 fn solvay() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/photos/solvay_1927.png");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/photos/solvay_1927.png");
     assert!(path.is_file(), "missing fixture {}", path.display());
     path
 }
@@ -27,7 +28,10 @@ fn text(bytes: &[u8]) -> String {
 fn faces_of(output: &Output) -> Vec<Value> {
     assert!(output.status.success(), "{}", text(&output.stderr));
     let records: Value = serde_json::from_slice(&output.stdout).expect("JSON output");
-    records[0]["faces"].as_array().expect("a list of faces").clone()
+    records[0]["faces"]
+        .as_array()
+        .expect("a list of faces")
+        .clone()
 }
 
 #[test]
@@ -38,8 +42,14 @@ fn predict_without_a_model_uses_the_bundled_one_on_real_faces() {
     let table = text(&out.stdout);
     let first = table.lines().next().unwrap_or_default();
     assert!(first.starts_with("model: fer-mini-xception"), "{first}");
-    let rows = table.lines().filter(|l| l.contains("solvay_1927.png")).count();
-    assert!(rows >= 25, "{rows} faces found in the group photo:\n{table}");
+    let rows = table
+        .lines()
+        .filter(|l| l.contains("solvay_1927.png"))
+        .count();
+    assert!(
+        rows >= 25,
+        "{rows} faces found in the group photo:\n{table}"
+    );
 
     let out = efea(&["predict", photo.to_str().unwrap(), "--format", "json"]);
     let records: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -47,14 +57,19 @@ fn predict_without_a_model_uses_the_bundled_one_on_real_faces() {
     let faces = faces_of(&out);
     let labels: std::collections::BTreeSet<&str> =
         faces.iter().map(|f| f["label"].as_str().unwrap()).collect();
-    assert!(labels.len() >= 2, "every face got the same label: {labels:?}");
+    assert!(
+        labels.len() >= 2,
+        "every face got the same label: {labels:?}"
+    );
     for face in &faces {
         let probabilities = face["probabilities"].as_object().unwrap();
         assert_eq!(probabilities.len(), 7);
         assert!(probabilities.contains_key("happy") && probabilities.contains_key("neutral"));
         let sum: f64 = probabilities.values().map(|p| p.as_f64().unwrap()).sum();
         assert!((sum - 1.0).abs() < 1e-4, "{sum}");
-        let landmarks = face["landmarks"].as_object().expect("MTCNN gives landmarks");
+        let landmarks = face["landmarks"]
+            .as_object()
+            .expect("MTCNN gives landmarks");
         assert_eq!(landmarks.len(), 5);
     }
 }
@@ -64,9 +79,27 @@ fn a_model_trained_with_a_margin_is_served_with_that_margin() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let out = efea(&[
-        "train", "--dataset", "synth", "--data", "count=140,level=easy", "--width", "0.25",
-        "--input", "32", "--epochs", "1", "--batch-size", "16", "--no-tencrop", "--quiet",
-        "--detector", "rustface", "--margin", "0.35", "--out", run.to_str().unwrap(),
+        "train",
+        "--dataset",
+        "synth",
+        "--data",
+        "count=140,level=easy",
+        "--width",
+        "0.25",
+        "--input",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--no-tencrop",
+        "--quiet",
+        "--detector",
+        "rustface",
+        "--margin",
+        "0.35",
+        "--out",
+        run.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let config: Value =
@@ -76,7 +109,12 @@ fn a_model_trained_with_a_margin_is_served_with_that_margin() {
 
     let photo = solvay();
     let predict = |extra: &[&str]| {
-        let mut args = vec!["predict", "--model", run.to_str().unwrap(), photo.to_str().unwrap()];
+        let mut args = vec![
+            "predict",
+            "--model",
+            run.to_str().unwrap(),
+            photo.to_str().unwrap(),
+        ];
         args.extend_from_slice(&["--format", "json"]);
         args.extend_from_slice(extra);
         efea(&args)
@@ -85,18 +123,31 @@ fn a_model_trained_with_a_margin_is_served_with_that_margin() {
         faces
             .iter()
             .map(|f| {
-                let side = f["box"]["width"].as_f64().unwrap().max(f["box"]["height"].as_f64().unwrap());
+                let side = f["box"]["width"]
+                    .as_f64()
+                    .unwrap()
+                    .max(f["box"]["height"].as_f64().unwrap());
                 f["crop"]["width"].as_f64().unwrap() / side
             })
             .collect::<Vec<_>>()
     };
     let out = predict(&[]);
-    assert!(!text(&out.stderr).contains("note:"), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("note:"),
+        "{}",
+        text(&out.stderr)
+    );
     let faces = faces_of(&out);
     assert!(faces.len() >= 20, "{} faces", faces.len());
-    assert!(faces.iter().all(|f| f.get("landmarks").is_none()), "rustface has no landmarks");
+    assert!(
+        faces.iter().all(|f| f.get("landmarks").is_none()),
+        "rustface has no landmarks"
+    );
     for ratio in side_ratio(&faces) {
-        assert!((ratio - 1.7).abs() < 0.02, "crop / box side {ratio}, expected 1 + 2 * 0.35");
+        assert!(
+            (ratio - 1.7).abs() < 0.02,
+            "crop / box side {ratio}, expected 1 + 2 * 0.35"
+        );
     }
 
     // A flag that frames differently says so, and is followed.

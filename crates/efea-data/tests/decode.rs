@@ -16,14 +16,21 @@ fn halves() -> GrayImage {
 /// `image` as a JPEG whose EXIF orientation is `orientation` (1..=8).
 fn jpeg_with_orientation(image: &GrayImage, orientation: u16) -> Vec<u8> {
     // A minimal little-endian TIFF block holding one IFD entry: 0x0112 Orientation, SHORT.
-    let mut exif = vec![b'I', b'I', 42, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0];
+    let mut exif = vec![
+        b'I', b'I', 42, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0,
+    ];
     exif.extend_from_slice(&orientation.to_le_bytes());
     exif.extend_from_slice(&[0; 6]);
     let mut bytes = Vec::new();
     let mut encoder = JpegEncoder::new_with_quality(&mut bytes, 95);
     encoder.set_exif_metadata(exif).expect("JPEG carries EXIF");
     encoder
-        .write_image(image.as_raw(), image.width(), image.height(), image::ExtendedColorType::L8)
+        .write_image(
+            image.as_raw(),
+            image.width(),
+            image.height(),
+            image::ExtendedColorType::L8,
+        )
         .expect("encoding to memory");
     bytes
 }
@@ -75,7 +82,11 @@ fn a_folder_dataset_reads_every_format_of_predict_upright() {
     assert_eq!(dataset.len(), 6, "every format is read");
     for sample in &dataset.samples {
         let (left, right) = left_right(&sample.image);
-        assert!(left < 60.0 && right > 190.0, "{}: left {left}, right {right}", sample.source);
+        assert!(
+            left < 60.0 && right > 190.0,
+            "{}: left {left}, right {right}",
+            sample.source
+        );
     }
 }
 
@@ -87,10 +98,18 @@ fn a_damaged_image_in_a_dataset_is_named_with_the_decoder_s_reason() {
     let mut png = encoded(&halves(), ImageFormat::Png);
     png.truncate(png.len() / 2);
     std::fs::write(class.join("cut.png"), png).unwrap();
-    let error = load(DatasetKind::Folder, Some(dir.path()), &LoadOptions::default()).unwrap_err();
+    let error = load(
+        DatasetKind::Folder,
+        Some(dir.path()),
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
     assert!(matches!(error, DataError::Image { .. }), "{error}");
     let message = error.to_string();
-    assert!(message.contains("cut.png") && message.contains("corrupt or truncated"), "{message}");
+    assert!(
+        message.contains("cut.png") && message.contains("corrupt or truncated"),
+        "{message}"
+    );
     assert_eq!(message.lines().count(), 1, "{message}");
 }
 
@@ -99,7 +118,11 @@ fn decode_refuses_a_huge_image_from_its_header() {
     let bytes = encoded(&GrayImage::new(300, 200), ImageFormat::Png);
     assert_eq!(
         decode(&bytes, 59_999).unwrap_err(),
-        DecodeError::TooLarge { width: 300, height: 200, max_pixels: 59_999 }
+        DecodeError::TooLarge {
+            width: 300,
+            height: 200,
+            max_pixels: 59_999
+        }
     );
     assert!(decode(&bytes, 60_000).is_ok());
 }

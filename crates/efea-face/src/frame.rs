@@ -66,7 +66,11 @@ impl Framing {
             centre_x: face.x + face.width / 2.0,
             centre_y: face.y + face.height / 2.0,
             side,
-            angle: if angle.abs() < LEVEL_EPSILON { 0.0 } else { angle },
+            angle: if angle.abs() < LEVEL_EPSILON {
+                0.0
+            } else {
+                angle
+            },
         }
     }
 }
@@ -215,7 +219,10 @@ mod tests {
         assert_eq!(frame.side, 28);
         assert_eq!(frame.origin(), (46, 26));
         assert_eq!(frame.cut(&image, 48).dimensions(), (48, 48));
-        assert_eq!(Frame::centred(64, 40, 0.7).cut(&image, 48).dimensions(), (48, 48));
+        assert_eq!(
+            Frame::centred(64, 40, 0.7).cut(&image, 48).dimensions(),
+            (48, 48)
+        );
     }
 
     #[test]
@@ -245,14 +252,26 @@ mod tests {
         let (left_eye, right_eye) = (eye(-1.0), eye(1.0));
         let image = GrayImage::from_fn(200, 180, |x, y| {
             let near = |p: [f32; 2]| (x as f32 + 0.5 - p[0]).hypot(y as f32 + 0.5 - p[1]) < 6.0;
-            Luma([if near(left_eye) || near(right_eye) { 255 } else { 0 }])
+            Luma([if near(left_eye) || near(right_eye) {
+                255
+            } else {
+                0
+            }])
         });
         let mut found = face(cx - 50.0, cy - 50.0, 100.0);
         found.landmarks = Some(Landmarks {
-            points: [left_eye, right_eye, [cx, cy], [cx - 20.0, cy + 30.0], [cx + 20.0, cy + 30.0]],
+            points: [
+                left_eye,
+                right_eye,
+                [cx, cy],
+                [cx - 20.0, cy + 30.0],
+                [cx + 20.0, cy + 30.0],
+            ],
         });
         let eye_rows = |align: bool| {
-            let crop = Framing { margin: 0.0, align }.frame(&found).cut(&image, 100);
+            let crop = Framing { margin: 0.0, align }
+                .frame(&found)
+                .cut(&image, 100);
             // The brightness-weighted mean row of each half of the crop.
             let row_of = |columns: std::ops::Range<u32>| {
                 let (mut mass, mut moment) = (0.0, 0.0);
@@ -268,10 +287,19 @@ mod tests {
             (row_of(0..50), row_of(50..100))
         };
         let (left, right) = eye_rows(true);
-        assert!((left - right).abs() < 1.0, "aligned eyes on rows {left} and {right}");
-        assert!((left - 39.5).abs() < 1.5, "aligned eyes 10 pixels above the centre: {left}");
+        assert!(
+            (left - right).abs() < 1.0,
+            "aligned eyes on rows {left} and {right}"
+        );
+        assert!(
+            (left - 39.5).abs() < 1.5,
+            "aligned eyes 10 pixels above the centre: {left}"
+        );
         let (left, right) = eye_rows(false);
-        assert!((left - right).abs() > 15.0, "upright eyes on rows {left} and {right}");
+        assert!(
+            (left - right).abs() > 15.0,
+            "upright eyes on rows {left} and {right}"
+        );
     }
 
     #[test]

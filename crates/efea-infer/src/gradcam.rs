@@ -81,10 +81,7 @@ pub fn grad_cam_mini_xception(
     if n == 0 {
         return Vec::new();
     }
-    let activation = model
-        .forward_features(input)
-        .autodiff()
-        .require_grad();
+    let activation = model.forward_features(input).autodiff().require_grad();
     let logits = model.forward_head(activation.clone());
     cam_of(logits, activation, classes)
 }

@@ -12,11 +12,11 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use efea_data::preprocess::{preprocess_into, to_gray};
 use efea_face::{Detector, DetectorKind, FaceBox, FaceConfig, Frame, Landmarks};
+use efea_model::checkpoint::{self, ModelSpec};
 use efea_model::mini_xception::{FER_CLASSES, FER_INPUT_SIZE, MiniXception};
 use efea_model::{EfeaNet, EfeaNetConfig};
-use efea_model::checkpoint::{self, ModelSpec};
 use image::DynamicImage;
-use image::imageops::{self, FilterType};
+use image::imageops::FilterType;
 use rayon::prelude::*;
 use serde::{Serialize, Serializer};
 
@@ -353,7 +353,11 @@ impl Predictor {
             classes: self.classes().to_vec(),
             input_size: self.network.input_size(),
             in_channels: self.network.in_channels(),
-            preset: self.network.efea_config().and_then(|c| c.preset_name()).map(|p| p.to_string()),
+            preset: self
+                .network
+                .efea_config()
+                .and_then(|c| c.preset_name())
+                .map(|p| p.to_string()),
             width_mult: self.network.efea_config().map(|c| c.width_mult),
             training: self.training.clone(),
         }
@@ -551,7 +555,7 @@ impl Predictor {
                     .iter()
                     .map(|found| {
                         let row = rows.next().expect("one row of probabilities per face");
-                        self.face(found, row)
+                        self.face_of(found, row)
                     })
                     .collect();
                 let mut timing = s.timing;
@@ -573,7 +577,7 @@ impl Predictor {
             .collect()
     }
 
-    fn face(&self, found: &Found, probabilities: Vec<f32>) -> Face {
+    fn face_of(&self, found: &Found, probabilities: Vec<f32>) -> Face {
         let class = probabilities
             .iter()
             .enumerate()
@@ -588,12 +592,7 @@ impl Predictor {
             landmarks: found.landmarks,
             label: self.classes()[class].clone(),
             class,
-            probabilities: self
-                .classes()
-                .iter()
-                .cloned()
-                .zip(probabilities)
-                .collect(),
+            probabilities: self.classes().iter().cloned().zip(probabilities).collect(),
         }
     }
 }
@@ -741,7 +740,15 @@ mod tests {
     fn a_panic_while_analysing_one_image_is_that_image_s_error() {
         let results: Vec<Result<u32>> = [1u32, 0, 2]
             .into_par_iter()
-            .map(|n| isolated(|| if n == 0 { panic!("decoder bug") } else { Ok(10 / n) }))
+            .map(|n| {
+                isolated(|| {
+                    if n == 0 {
+                        panic!("decoder bug")
+                    } else {
+                        Ok(10 / n)
+                    }
+                })
+            })
             .collect();
         assert_eq!(results[0].as_ref().ok(), Some(&10));
         assert_eq!(results[2].as_ref().ok(), Some(&5));
