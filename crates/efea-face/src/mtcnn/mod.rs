@@ -4,6 +4,7 @@
 
 pub mod cascade;
 pub mod nets;
+pub mod stem;
 
 use std::path::Path;
 
@@ -16,6 +17,7 @@ use image::{GrayImage, RgbImage};
 use crate::FaceError;
 use cascade::{Candidate, Region, Window};
 use nets::{ONet, ONetConfig, PNet, PNetConfig, RNet, RNetConfig};
+use stem::Stem;
 
 /// The converted weights, compiled in (about 2 MB together).
 const PNET_WEIGHTS: &[u8] = include_bytes!("../../assets/mtcnn_pnet.safetensors");
@@ -77,6 +79,8 @@ pub struct Mtcnn {
     pnet: PNet,
     rnet: RNet,
     onet: ONet,
+    /// The nets' first three layers, fused (`stem.rs`): P-Net's, R-Net's, O-Net's.
+    stems: [Stem; 3],
     device: Device,
 }
 
@@ -126,26 +130,25 @@ impl Mtcnn {
                 message: e.to_string(),
             })
         };
-        let device = device.clone();
-        Ok(Self {
-            pnet: load_weights(
-                PNetConfig::new().init(&device),
+        Ok(Self::assemble(
+            config,
+            device,
+            load_weights(
+                PNetConfig::new().init(device),
                 read(pnet)?,
                 &pnet.display().to_string(),
             )?,
-            rnet: load_weights(
-                RNetConfig::new().init(&device),
+            load_weights(
+                RNetConfig::new().init(device),
                 read(rnet)?,
                 &rnet.display().to_string(),
             )?,
-            onet: load_weights(
-                ONetConfig::new().init(&device),
+            load_weights(
+                ONetConfig::new().init(device),
                 read(onet)?,
                 &onet.display().to_string(),
             )?,
-            config,
-            device,
-        })
+        ))
     }
 
     fn from_bytes(
@@ -154,25 +157,49 @@ impl Mtcnn {
         weights: [&[u8]; 3],
     ) -> Result<Self, FaceError> {
         let [pnet, rnet, onet] = weights;
-        Ok(Self {
-            pnet: load_weights(
+        Ok(Self::assemble(
+            config,
+            device,
+            load_weights(
                 PNetConfig::new().init(device),
                 pnet.to_vec(),
                 "mtcnn_pnet.safetensors",
             )?,
-            rnet: load_weights(
+            load_weights(
                 RNetConfig::new().init(device),
                 rnet.to_vec(),
                 "mtcnn_rnet.safetensors",
             )?,
-            onet: load_weights(
+            load_weights(
                 ONetConfig::new().init(device),
                 onet.to_vec(),
                 "mtcnn_onet.safetensors",
             )?,
+        ))
+    }
+
+    fn assemble(config: MtcnnConfig, device: &Device, pnet: PNet, rnet: RNet, onet: ONet) -> Self {
+        // The pools of facenet-pytorch's nets: P-Net 2x2 stride 2, R-Net and O-Net 3x3 stride 2.
+        let stems = [
+            Stem::new(&pnet.conv1, &pnet.prelu1, 2, 2),
+            Stem::new(&rnet.conv1, &rnet.prelu1, 3, 2),
+            Stem::new(&onet.conv1, &onet.prelu1, 3, 2),
+        ];
+        Self {
             config,
+            pnet,
+            rnet,
+            onet,
+            stems,
             device: device.clone(),
-        })
+        }
+    }
+
+    /// A stem's output for `[n, 3, height, width]` input values, as a tensor on the device.
+    fn stem(&self, stem: &Stem, input: &[f32], n: usize, height: usize, width: usize) -> Tensor<4> {
+        let dims = stem.output_dims(n, height, width);
+        let values = stem.forward(input, n, height, width);
+        Tensor::from_data(TensorData::new(values, dims), &self.device)
     }
 
     pub fn config(&self) -> &MtcnnConfig {
@@ -232,11 +259,8 @@ impl Mtcnn {
             let (level_width, level_height) = cascade::level_size(width, height, scale);
             let mut input = vec![0.0; 3 * level_width * level_height];
             cascade::area_resize_normalised(whole, level_width, level_height, &mut input, scratch);
-            let input = Tensor::<4>::from_data(
-                TensorData::new(input, [1, 3, level_height, level_width]),
-                &self.device,
-            );
-            let out = self.pnet.forward(input);
+            let stem = self.stem(&self.stems[0], &input, 1, level_height, level_width);
+            let out = self.pnet.forward_after_stem(stem);
             let [_, _, map_height, map_width] = out.prob.dims();
             let prob = to_vec(out.prob.into_data());
             let reg = to_vec(out.reg.into_data());
@@ -274,8 +298,9 @@ impl Mtcnn {
         let (boxes, crops) = crops_of(boxes, width, height);
         let mut passed = Vec::new();
         for (chunk, windows) in boxes.chunks(BATCH).zip(crops.chunks(BATCH)) {
-            let input = crop_batch(pixels, width, windows, RNET_SIZE, scratch, &self.device);
-            let out = self.rnet.forward(input);
+            let input = crop_batch(pixels, width, windows, RNET_SIZE, scratch);
+            let stem = self.stem(&self.stems[1], &input, windows.len(), RNET_SIZE, RNET_SIZE);
+            let out = self.rnet.forward_after_stem(stem);
             let prob = to_vec(out.prob.into_data());
             let reg = to_vec(out.reg.into_data());
             for (k, b) in chunk.iter().enumerate() {
@@ -309,8 +334,9 @@ impl Mtcnn {
         let mut passed = Vec::new();
         let mut landmarks = Vec::new();
         for (chunk, windows) in boxes.chunks(BATCH).zip(crops.chunks(BATCH)) {
-            let input = crop_batch(pixels, width, windows, ONET_SIZE, scratch, &self.device);
-            let out = self.onet.forward(input);
+            let input = crop_batch(pixels, width, windows, ONET_SIZE, scratch);
+            let stem = self.stem(&self.stems[2], &input, windows.len(), ONET_SIZE, ONET_SIZE);
+            let out = self.onet.forward_after_stem(stem);
             let prob = to_vec(out.prob.into_data());
             let reg = to_vec(out.reg.into_data());
             let points = to_vec(out.landmarks.into_data());
@@ -361,8 +387,7 @@ fn crop_batch(
     windows: &[Window],
     side: usize,
     scratch: &mut Vec<u32>,
-    device: &Device,
-) -> Tensor<4> {
+) -> Vec<f32> {
     let per_crop = 3 * side * side;
     let mut input = vec![0.0; windows.len() * per_crop];
     for (&window, out) in windows.iter().zip(input.chunks_exact_mut(per_crop)) {
@@ -373,10 +398,7 @@ fn crop_batch(
         };
         cascade::area_resize_normalised(region, side, side, out, scratch);
     }
-    Tensor::from_data(
-        TensorData::new(input, [windows.len(), 3, side, side]),
-        device,
-    )
+    input
 }
 
 fn to_vec(data: TensorData) -> Vec<f32> {

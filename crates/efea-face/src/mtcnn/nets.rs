@@ -91,9 +91,18 @@ impl PNet {
     /// `[N, 3, H, W] -> reg [N, 4, H', W'], prob [N, 2, H', W']` with
     /// `H' = ceil((H - 2) / 2) - 4` (likewise `W'`); `H, W >= 12`.
     pub fn forward(&self, x: Tensor<4>) -> PNetOutput {
-        let x = self
-            .pool1
-            .forward(self.prelu1.forward(self.conv1.forward(x)));
+        self.forward_after_stem(
+            self.pool1
+                .forward(self.prelu1.forward(self.conv1.forward(x))),
+        )
+    }
+
+    /// Everything after `pool1` (the detector runs the first three layers fused, see
+    /// `stem.rs`).
+    ///
+    /// # Shapes
+    /// `[N, 10, H1, W1] -> reg [N, 4, H1 - 4, W1 - 4], prob [N, 2, H1 - 4, W1 - 4]`
+    pub fn forward_after_stem(&self, x: Tensor<4>) -> PNetOutput {
         let x = self.prelu2.forward(self.conv2.forward(x));
         let x = self.prelu3.forward(self.conv3.forward(x));
         PNetOutput {
@@ -157,9 +166,18 @@ impl RNet {
     /// # Shapes
     /// `[N, 3, 24, 24] -> reg [N, 4], prob [N, 2]`
     pub fn forward(&self, x: Tensor<4>) -> RNetOutput {
-        let x = self
-            .pool1
-            .forward(self.prelu1.forward(self.conv1.forward(x)));
+        self.forward_after_stem(
+            self.pool1
+                .forward(self.prelu1.forward(self.conv1.forward(x))),
+        )
+    }
+
+    /// Everything after `pool1` (the detector runs the first three layers fused, see
+    /// `stem.rs`).
+    ///
+    /// # Shapes
+    /// `[N, 28, 11, 11] -> reg [N, 4], prob [N, 2]`
+    pub fn forward_after_stem(&self, x: Tensor<4>) -> RNetOutput {
         let x = self
             .pool2
             .forward(self.prelu2.forward(self.conv2.forward(x)));
@@ -238,9 +256,18 @@ impl ONet {
     /// # Shapes
     /// `[N, 3, 48, 48] -> reg [N, 4], landmarks [N, 10], prob [N, 2]`
     pub fn forward(&self, x: Tensor<4>) -> ONetOutput {
-        let x = self
-            .pool1
-            .forward(self.prelu1.forward(self.conv1.forward(x)));
+        self.forward_after_stem(
+            self.pool1
+                .forward(self.prelu1.forward(self.conv1.forward(x))),
+        )
+    }
+
+    /// Everything after `pool1` (the detector runs the first three layers fused, see
+    /// `stem.rs`).
+    ///
+    /// # Shapes
+    /// `[N, 32, 23, 23] -> reg [N, 4], landmarks [N, 10], prob [N, 2]`
+    pub fn forward_after_stem(&self, x: Tensor<4>) -> ONetOutput {
         let x = self
             .pool2
             .forward(self.prelu2.forward(self.conv2.forward(x)));
