@@ -22,6 +22,8 @@ use crate::error::{Result, TrainError};
 
 /// Learning rate of the paper's recipe.
 pub const PAPER_LR: f64 = 0.01;
+/// Input channels of every training batch (grayscale).
+pub const TRAINING_CHANNELS: usize = 1;
 /// Mini-batch of the paper's recipe.
 pub const PAPER_BATCH: usize = 32;
 /// Epochs of the paper's recipe.
@@ -386,6 +388,8 @@ impl TrainingConfig {
         merge(&mut base, overrides);
         let config: Self =
             serde_json::from_value(base).map_err(|e| TrainError::config(e.to_string()))?;
+        // No flag sets this key, so the file (named by `merged`) is where it went wrong.
+        config.validate_channels()?;
         Ok(config)
     }
 
@@ -400,6 +404,7 @@ impl TrainingConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |message: String| Err(TrainError::config(message));
         self.model.validate().map_err(TrainError::config)?;
+        self.validate_channels()?;
         self.data.kind()?;
         if self.epochs == 0 {
             return bad("epochs must be at least 1".into());
@@ -456,6 +461,19 @@ impl TrainingConfig {
                 "tencrop_size must be in 1..={}",
                 self.model.input_size
             ));
+        }
+        Ok(())
+    }
+
+    /// Training batches are grayscale (`efea_data::Batcher` makes one channel), so a
+    /// network of another input width would fail on its first step.
+    fn validate_channels(&self) -> Result<()> {
+        if self.model.in_channels != TRAINING_CHANNELS {
+            return Err(TrainError::config(format!(
+                "model.in_channels = {}, expected {TRAINING_CHANNELS}: efea's training batches \
+                 are grayscale",
+                self.model.in_channels
+            )));
         }
         Ok(())
     }
@@ -574,6 +592,25 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn a_file_with_three_input_channels_is_refused_naming_the_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.toml");
+        fs::write(&path, "[model]\nin_channels = 3\n").unwrap();
+        let err = TrainingConfig::paper()
+            .merged(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("run.toml") && err.contains("model.in_channels = 3, expected 1"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+        let mut config = TrainingConfig::paper();
+        config.model.in_channels = 3;
+        assert!(config.validate().is_err());
     }
 
     #[test]
