@@ -107,6 +107,22 @@ pub struct DataConfig {
     pub ckplus_neutral: bool,
     /// Use at most this many training samples (a seeded, stratified subset), for quick runs.
     pub max_train_samples: Option<usize>,
+    /// FER+: what training targets are (evaluation always scores the majority label).
+    pub ferplus_labels: FerplusLabels,
+}
+
+/// The targets of FER+ training (Barsoum et al., 2016, section 3). Either way the label is the
+/// loader's majority (single votes removed as noise, ties to the first column, `unknown` / `NF`
+/// rows dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FerplusLabels {
+    /// One-hot of the majority label: the paper's majority-voting scheme, its main protocol.
+    #[default]
+    Majority,
+    /// The normalised vote distribution over the eight emotions (the paper's probability /
+    /// cross-entropy scheme).
+    Soft,
 }
 
 /// [`DataConfig::select_on`] for a held-out part of the training split.
@@ -123,6 +139,7 @@ impl Default for DataConfig {
             skip_bad: false,
             ckplus_neutral: false,
             max_train_samples: None,
+            ferplus_labels: FerplusLabels::Majority,
         }
     }
 }
@@ -611,6 +628,25 @@ mod tests {
         let mut config = TrainingConfig::paper();
         config.model.in_channels = 3;
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn ferplus_labels_default_to_the_majority_and_old_configs_still_read() {
+        assert_eq!(
+            TrainingConfig::paper().data.ferplus_labels,
+            FerplusLabels::Majority
+        );
+        let mut json = serde_json::to_value(TrainingConfig::paper()).unwrap();
+        json["data"]
+            .as_object_mut()
+            .unwrap()
+            .remove("ferplus_labels");
+        let config: TrainingConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(config.data.ferplus_labels, FerplusLabels::Majority);
+        let soft = TrainingConfig::paper()
+            .merged_value(serde_json::json!({"data": {"ferplus_labels": "soft"}}))
+            .unwrap();
+        assert_eq!(soft.data.ferplus_labels, FerplusLabels::Soft);
     }
 
     #[test]

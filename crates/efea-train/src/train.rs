@@ -24,7 +24,9 @@ use crate::config::TrainingConfig;
 use crate::error::{Result, TrainError};
 use crate::evaluate::{EvalSettings, Tta, evaluate};
 use crate::metrics::EpochMetrics;
-use crate::objective::{Mix, argmax_rows, matrix, soft_cross_entropy, soft_targets};
+use crate::objective::{
+    Mix, argmax_rows, matrix, soft_cross_entropy, soft_targets, training_targets,
+};
 use crate::observer::{BatchProgress, Observer, RunStart};
 use crate::report::{self, Report, SplitReport};
 use crate::schedule::LrSchedule;
@@ -505,10 +507,9 @@ impl Step<'_> {
         let n = indices.len();
         let samples: Vec<_> = indices.iter().map(|&i| &self.dataset.samples[i]).collect();
         let labels: Vec<usize> = samples.iter().map(|s| s.label).collect();
-        let soft: Vec<Option<&[f32]>> = samples.iter().map(|s| s.soft_label.as_deref()).collect();
-        let mut targets = soft_targets(
-            &labels,
-            &soft,
+        let mut targets = training_targets(
+            &samples,
+            self.config.data.ferplus_labels,
             self.classes,
             self.config.regularization.label_smoothing,
         );
