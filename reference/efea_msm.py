@@ -1,4 +1,4 @@
-"""PyTorch reference of the EFEA-MSM network defined in `/work/shared/MODEL.md`.
+"""PyTorch reference of the EFEA-MSM network defined in `docs/MODEL.md` of this repository.
 
 A MobileNetV2 backbone (torchvision's layout and parameter names) with a cross-dimensional
 space modulator (CDSM = triplet attention then ULSAM subspace attention) inside selected

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
+use efea_data::classes::{ClassMap, match_classes};
 use efea_data::{DatasetKind, LoadOptions};
 use efea_model::checkpoint::{CONFIG_FILE, load_model, resolve};
 use efea_train::{Report, TrainingConfig, score_splits};
@@ -30,6 +31,15 @@ pub struct EvalArgs {
     /// Test-time augmentation (the report then has each split with and without it).
     #[arg(long, value_enum)]
     tta: Option<TtaArg>,
+    /// Classes that do not match by name, as `network=dataset,...`. The network's outputs are
+    /// matched to the dataset's classes by name, case-insensitively and with the usual
+    /// variants (anger/angry, happiness/happy, sadness/sad, ...), whatever their order; this
+    /// says what to do with the rest: `contempt=disgust` scores the network's contempt as the
+    /// dataset's disgust (several outputs may go to one class, their probabilities add),
+    /// `contempt=-` ignores that output (the others are renormalised), `-=contempt` leaves
+    /// the dataset's contempt samples out.
+    #[arg(long, value_name = "NETWORK=DATASET,...")]
+    class_map: Option<ClassMap>,
     /// Report directory (default: `<run>/eval-<dataset>`).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -86,16 +96,12 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if !dataset.labelled {
         bail!("`{}` has no labels: it cannot be scored", dataset.name);
     }
-    if dataset.num_classes() != spec.classes.len() {
-        bail!(
-            "{} predicts {} classes ({}), the dataset has {} ({})",
-            args.model.display(),
-            spec.classes.len(),
-            spec.classes.join(", "),
-            dataset.num_classes(),
-            dataset.classes.join(", ")
-        );
-    }
+    let matching = match_classes(
+        &spec.classes,
+        &dataset.classes,
+        &args.class_map.clone().unwrap_or_default(),
+    )
+    .with_context(|| format!("{} on `{}`", args.model.display(), dataset.name))?;
 
     let splits: Vec<(String, Vec<usize>)> = if !args.splits.is_empty() {
         args.splits
@@ -116,8 +122,25 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         }
     };
 
+    let left_out: usize = splits
+        .iter()
+        .flat_map(|(_, indices)| indices)
+        .filter(|&&i| !matching.scores(dataset.samples[i].label))
+        .count();
+    if left_out > 0 {
+        println!("{left_out} samples of classes the network does not score are left out");
+    }
+
     let mut progress = Progress::new(&args.devices);
-    let reports = score_splits(&config, &dataset, &splits, &model, &device, &mut progress);
+    let reports = score_splits(
+        &config,
+        &dataset,
+        &splits,
+        &model,
+        &matching,
+        &device,
+        &mut progress,
+    );
     let report = Report::new(&config.model, &dataset, None, None, reports);
     let out = args.out.clone().unwrap_or_else(|| {
         let run_dir = config_path.parent().map(PathBuf::from).unwrap_or_default();

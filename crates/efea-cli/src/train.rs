@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
-use efea_train::config::{OptimizerKind, SELECT_HOLDOUT, ScheduleKind};
+use efea_train::config::{FerplusLabels, OptimizerKind, SELECT_HOLDOUT, ScheduleKind};
 use efea_train::{BatchProgress, EpochMetrics, Observer, RunStart, TrainError, TrainingConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -138,6 +138,16 @@ pub struct RecipeArgs {
     /// with the model.
     #[arg(long, value_name = "BOOL")]
     align: Option<bool>,
+    /// FER+ training targets: `majority` (one-hot of the majority vote, the FER+ paper's main
+    /// protocol) or `soft` (the normalised vote distribution). Default: majority.
+    #[arg(long, value_enum)]
+    ferplus_labels: Option<FerplusLabelsArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+pub enum FerplusLabelsArg {
+    Majority,
+    Soft,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
@@ -215,6 +225,12 @@ impl RecipeArgs {
         }
         set(&mut config.balanced_batches, self.balanced_batches);
         set(&mut config.seed, self.seed);
+        if let Some(labels) = self.ferplus_labels {
+            config.data.ferplus_labels = match labels {
+                FerplusLabelsArg::Majority => FerplusLabels::Majority,
+                FerplusLabelsArg::Soft => FerplusLabels::Soft,
+            };
+        }
     }
 }
 

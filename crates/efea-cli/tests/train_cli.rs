@@ -136,6 +136,8 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_metrics() {
         assert!(eval_dir.join(file).is_file(), "{file}");
     }
 
+    classes_are_matched_by_name(&whole, dir.path());
+
     // A truncated and a foreign checkpoint: one line naming the file, no panic.
     let bad = dir.path().join("bad");
     fs::create_dir(&bad).unwrap();
@@ -157,7 +159,6 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_metrics() {
     }
 }
 
-/// The scores of `report.json` without the timing.
 #[test]
 fn training_split_over_two_devices_repeats_itself() {
     let dir = tempfile::tempdir().unwrap();
@@ -178,6 +179,7 @@ fn training_split_over_two_devices_repeats_itself() {
     assert_eq!(learning_columns(&runs[0]), learning_columns(&runs[1]));
 }
 
+/// The scores of `report.json` without the timing.
 fn scores(run: &Path) -> serde_json::Value {
     let mut report: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
@@ -226,4 +228,109 @@ fn cross_validation_reports_every_fold_and_their_mean() {
     let pooled: u64 = report["splits"][0]["samples"].as_u64().unwrap();
     assert_eq!(pooled, 210, "every sample is tested exactly once");
     assert!(out_dir.join("fold-03").join("best.bpk").is_file());
+}
+
+/// `efea eval` of `run` with its outputs in another order under other spellings of the class
+/// names scores what the run itself scores; a class of no name the dataset knows is a
+/// one-line error listing both sides, unless `--class-map` says what it is.
+fn classes_are_matched_by_name(run: &Path, dir: &Path) {
+    let eval = |model: &Path, extra: &[&str]| {
+        let out_dir = dir.join("eval-by-name");
+        let mut args = vec![
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--split",
+            "PrivateTest",
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--quiet",
+        ];
+        args.extend(extra);
+        let out = efea(&args);
+        let report = out.status.success().then(|| scores(&out_dir)[0].clone());
+        (out, report)
+    };
+    let (out, own) = eval(run, &[]);
+    let own = own.unwrap_or_else(|| panic!("{}", text(&out.stderr)));
+
+    let permuted = dir.join("permuted");
+    fs::create_dir(&permuted).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    let classes: Vec<String> = config["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(classes, efea_data::classes::FER2013_CLASSES);
+    // Output k of the permuted network is output ORDER[k] of the run's, named as FER+ does.
+    const ORDER: [usize; 7] = [6, 3, 5, 4, 0, 1, 2];
+    let ferplus_names = &efea_data::classes::FERPLUS_CLASSES[..7];
+    config["classes"] = serde_json::json!(ferplus_names);
+    let write_config = |config: &serde_json::Value| {
+        fs::write(permuted.join("config.json"), config.to_string()).unwrap()
+    };
+    write_config(&config);
+    let device = burn::tensor::Device::flex();
+    let (_, model) = efea_model::checkpoint::load_model(run, &device).unwrap();
+    efea_model::checkpoint::save_module(
+        &reorder_outputs(model, &ORDER),
+        &permuted.join("best.bpk"),
+    )
+    .unwrap();
+    let (out, by_name) = eval(&permuted, &[]);
+    let by_name = by_name.unwrap_or_else(|| panic!("{}", text(&out.stderr)));
+    assert_eq!(by_name["accuracy"], own["accuracy"], "{by_name} {own}");
+    assert_eq!(by_name["confusion"], own["confusion"]);
+
+    let mut renamed = config.clone();
+    renamed["classes"][0] = "calm".into();
+    write_config(&renamed);
+    let (out, _) = eval(&permuted, &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("network `calm` has no dataset class")
+            && stderr.contains("dataset `Neutral` has no network class")
+            && stderr.contains("calm, happiness, surprise")
+            && stderr.contains("Angry, Disgust, Fear"),
+        "{stderr}"
+    );
+    let (out, mapped) = eval(&permuted, &["--class-map", "calm=neutral"]);
+    let mapped = mapped.unwrap_or_else(|| panic!("{}", text(&out.stderr)));
+    assert_eq!(mapped["confusion"], own["confusion"]);
+}
+
+/// `model` with its classifier's outputs reordered: new output k is old output `order[k]`.
+fn reorder_outputs(mut model: efea_model::EfeaNet, order: &[usize]) -> efea_model::EfeaNet {
+    use burn::module::Param;
+    use burn::tensor::{Tensor, TensorData};
+    let device = burn::tensor::Device::flex();
+    let weight = model.classifier.weight.val();
+    let [inputs, outputs] = weight.dims();
+    let weights: Vec<f32> = weight.into_data().iter::<f32>().collect();
+    let mut reordered = Vec::with_capacity(weights.len());
+    for row in weights.chunks(outputs) {
+        reordered.extend(order.iter().map(|&k| row[k]));
+    }
+    let data = TensorData::new(reordered, [inputs, outputs]);
+    model.classifier.weight = Param::from_tensor(Tensor::from_data(data, &device));
+    let bias: Vec<f32> = model
+        .classifier
+        .bias
+        .as_ref()
+        .expect("a bias")
+        .val()
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    let data = TensorData::new(
+        order.iter().map(|&k| bias[k]).collect::<Vec<_>>(),
+        [outputs],
+    );
+    model.classifier.bias = Some(Param::from_tensor(Tensor::from_data(data, &device)));
+    model
 }

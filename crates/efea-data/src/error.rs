@@ -46,6 +46,18 @@ pub enum DataError {
         problem: String,
     },
 
+    /// The classes of a network and of a dataset do not match by name.
+    #[error(
+        "the network's classes ({}) do not match the dataset's ({}): {problem}",
+        model.join(", "),
+        data.join(", ")
+    )]
+    ClassMismatch {
+        model: Vec<String>,
+        data: Vec<String>,
+        problem: String,
+    },
+
     /// A `key=value,...` specification (synthetic set) or an option is invalid.
     #[error("invalid specification `{spec}`: {problem}")]
     Spec { spec: String, problem: String },

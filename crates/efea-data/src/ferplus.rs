@@ -170,7 +170,13 @@ fn read_votes(path: &Path, opts: &LoadOptions) -> Result<VoteFile> {
             }
         },
         |(usage_column, image_column, vote_columns), lines| {
-            let width = 2 + vote_columns.len();
+            // The header may hold more columns than FER+'s (a pandas index, notes): a row
+            // must reach the last one that is read.
+            let width = vote_columns
+                .iter()
+                .chain([usage_column, image_column])
+                .max()
+                .map_or(0, |&last| last + 1);
             let mut fields: Vec<Range<usize>> = Vec::new();
             for &(line, bytes) in lines {
                 let parsed = parse_votes(

@@ -16,7 +16,11 @@ const STREAM_FOLDS: u64 = 0x464F_4C44;
 ///
 /// Subjects are visited largest first (ties in a seeded random order); each goes to the fold
 /// where it most reduces the squared gap between the fold's class counts and `1/k` of the
-/// totals, the emptiest fold first, so the folds also come out of similar size.
+/// totals, the emptiest fold first, so the folds also come out of similar size. Before that
+/// gap comes coverage: a subject showing a class that has no more subjects left than folds
+/// lacking it goes to a fold lacking it, so that a class shown by at least `k` subjects is in
+/// every fold wherever the other classes allow it (the squared gap alone can put two of a
+/// rare class's subjects in one fold and leave another fold without the class).
 pub fn subject_folds(dataset: &Dataset, k: usize, seed: u64) -> Result<Vec<Vec<usize>>> {
     let error = |problem: String| DataError::Folds {
         dataset: dataset.name.clone(),
@@ -55,11 +59,31 @@ pub fn subject_folds(dataset: &Dataset, k: usize, seed: u64) -> Result<Vec<Vec<u
     let mut folds: Vec<Vec<usize>> = vec![Vec::new(); k];
     let mut subjects_in = vec![0usize; k];
     let remaining_subjects = subjects.len();
-    for (visited, (_, samples)) in subjects.into_iter().enumerate() {
+    let class_counts_of = |samples: &[usize]| {
         let mut counts = vec![0usize; classes];
-        for &index in &samples {
+        for &index in samples {
             counts[dataset.samples[index].label] += 1;
         }
+        counts
+    };
+    // Subjects not yet placed that show each class.
+    let mut subjects_left = vec![0usize; classes];
+    for (_, samples) in &subjects {
+        for (left, &n) in subjects_left.iter_mut().zip(&class_counts_of(samples)) {
+            *left += usize::from(n > 0);
+        }
+    }
+    for (visited, (_, samples)) in subjects.into_iter().enumerate() {
+        let counts = class_counts_of(&samples);
+        // Classes of this subject that every remaining subject showing them must bring to a
+        // fold still lacking them.
+        let urgent: Vec<usize> = (0..classes)
+            .filter(|&c| {
+                let lacking = fold_counts.iter().filter(|f| f[c] == 0).count();
+                counts[c] > 0 && subjects_left[c] <= lacking
+            })
+            .collect();
+        let wasted = |fold: usize| urgent.iter().filter(|&&c| fold_counts[fold][c] > 0).count();
         let empty_folds = subjects_in.iter().filter(|&&n| n == 0).count();
         let must_fill = remaining_subjects - visited <= empty_folds;
         let best = (0..k)
@@ -77,14 +101,18 @@ pub fn subject_folds(dataset: &Dataset, k: usize, seed: u64) -> Result<Vec<Vec<u
                         })
                         .sum()
                 };
-                cost(a)
-                    .total_cmp(&cost(b))
+                wasted(a)
+                    .cmp(&wasted(b))
+                    .then(cost(a).total_cmp(&cost(b)))
                     .then(folds[a].len().cmp(&folds[b].len()))
                     .then(a.cmp(&b))
             })
             .expect("k >= 2 folds to choose from");
         for (have, add) in fold_counts[best].iter_mut().zip(&counts) {
             *have += add;
+        }
+        for (left, &n) in subjects_left.iter_mut().zip(&counts) {
+            *left -= usize::from(n > 0);
         }
         folds[best].extend(samples);
         subjects_in[best] += 1;

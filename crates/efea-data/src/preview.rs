@@ -2,9 +2,9 @@
 
 use image::{GrayImage, Luma, imageops};
 
-use crate::Dataset;
 use crate::augment::AugmentConfig;
 use crate::rng::Rng;
+use crate::{DataError, Dataset};
 
 /// What the grid shows.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +34,8 @@ impl Default for PreviewOptions {
 }
 
 const GAP: u32 = 4;
+/// The largest side of a preview grid (a 16384 x 16384 grid is 256 MiB of pixels).
+pub const MAX_GRID_SIDE: u64 = 16384;
 const BACKGROUND: u8 = 255;
 const INK: u8 = 20;
 
@@ -53,19 +55,37 @@ pub fn preview_grid(dataset: &Dataset, opts: &PreviewOptions) -> crate::Result<G
             row.push(i);
         }
     }
-    let tile = dataset.samples.first().map_or(48, |s| s.image.width()) * opts.scale.max(1);
-    let text_scale = (opts.scale / 2).max(1);
-    let label_width = dataset
+    // In u64, saturating: `scale` and `per_class` come from the user, and the grid is
+    // refused before anything of its size is allocated.
+    let scale = u64::from(opts.scale.max(1));
+    let tile = u64::from(dataset.samples.first().map_or(48, |s| s.image.width())) * scale;
+    let text_scale = (scale / 2).max(1);
+    let longest_name = dataset
         .classes
         .iter()
-        .map(|c| c.chars().count() as u32)
+        .map(|c| c.chars().count() as u64)
         .max()
-        .unwrap_or(0)
-        * 8
-        * text_scale
-        + 2 * GAP;
-    let width = label_width + per_class as u32 * (tile + GAP) + GAP;
-    let height = rows.len() as u32 * (tile + GAP) + GAP;
+        .unwrap_or(0);
+    let label_width = longest_name.saturating_mul(8 * text_scale) + 2 * u64::from(GAP);
+    let step = tile + u64::from(GAP);
+    let width = (per_class as u64)
+        .saturating_mul(step)
+        .saturating_add(label_width + u64::from(GAP));
+    let height = (rows.len() as u64)
+        .saturating_mul(step)
+        .saturating_add(u64::from(GAP));
+    if width > MAX_GRID_SIDE || height > MAX_GRID_SIDE {
+        return Err(DataError::spec(
+            &format!("scale={},per_class={}", opts.scale, opts.per_class),
+            format!(
+                "the grid would be {width} x {height} pixels, expected at most {MAX_GRID_SIDE} \
+                 pixels a side"
+            ),
+        ));
+    }
+    let fits = "the grid's sides were checked against MAX_GRID_SIDE";
+    let [tile, text_scale, label_width, width, height] =
+        [tile, text_scale, label_width, width, height].map(|v| u32::try_from(v).expect(fits));
     let mut grid = GrayImage::from_pixel(width, height, Luma([BACKGROUND]));
     for (label, indices) in rows.iter().enumerate() {
         let top = GAP + label as u32 * (tile + GAP);
@@ -78,7 +98,7 @@ pub fn preview_grid(dataset: &Dataset, opts: &PreviewOptions) -> crate::Result<G
         draw_text(
             &mut grid,
             GAP,
-            top + tile / 2 - 4 * text_scale,
+            (top + tile / 2).saturating_sub(4 * text_scale),
             &text,
             text_scale,
         );

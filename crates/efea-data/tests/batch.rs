@@ -107,3 +107,36 @@ fn the_preview_grid_has_a_row_per_class() {
     .to_string();
     assert!(message.contains("no split `Validation`"), "{message}");
 }
+
+#[test]
+fn a_preview_grid_too_large_to_draw_is_a_one_line_error() {
+    let dataset = synth(14, SynthLevel::Easy, 0);
+    for (scale, per_class) in [(u32::MAX, 2), (100_000, 2), (2, usize::MAX), (2, 1 << 20)] {
+        let opts = PreviewOptions {
+            per_class,
+            scale,
+            augment: None,
+            ..PreviewOptions::default()
+        };
+        let result = std::panic::catch_unwind(|| preview_grid(&dataset, &opts));
+        let message = result
+            .unwrap_or_else(|_| panic!("scale {scale}, per_class {per_class}: panicked"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("at most 16384 pixels a side") && !message.contains('\n'),
+            "{message}"
+        );
+    }
+    // A large grid within the bound is drawn.
+    let opts = PreviewOptions {
+        per_class: 1,
+        scale: 40,
+        augment: None,
+        ..PreviewOptions::default()
+    };
+    assert_eq!(
+        preview_grid(&dataset, &opts).unwrap().height(),
+        7 * 1924 + 4
+    );
+}

@@ -134,3 +134,41 @@ fn misaligned_or_damaged_vote_files_are_errors() {
     .to_string();
     assert!(message.contains("expected `fer2013.csv`"), "{message}");
 }
+
+#[test]
+fn a_header_with_an_extra_column_and_a_short_row_is_a_row_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let faces = synth(3, SynthLevel::Easy, 2);
+    write_fer2013_csv(&faces, &dir.path().join("fer2013.csv")).unwrap();
+    let labels = dir.path().join("fer2013new.csv");
+    // A pandas index before the columns: `NF` is field 13 of a 13-field header.
+    let header = format!(",{HEADER}");
+    let full = |i: usize| format!("{i},{}", votes_row("Training", "fer.png", [10; 10]));
+    // Twelve fields, as many as the FER+ columns but without this header's last, `NF`.
+    let full_row = full(1);
+    let short = full_row[..full_row.rfind(',').unwrap()].to_string();
+    write_rows(&labels, &header, &[full(0), short, full(2)]);
+    for skip_bad in [false, true] {
+        let options = LoadOptions {
+            skip_bad,
+            ..LoadOptions::default()
+        };
+        let result =
+            std::panic::catch_unwind(|| load(DatasetKind::FerPlus, Some(dir.path()), &options));
+        let result = result.unwrap_or_else(|_| panic!("skip_bad {skip_bad}: the loader panicked"));
+        if skip_bad {
+            let loaded = result.unwrap();
+            assert_eq!((loaded.len(), loaded.report.skipped), (2, 1));
+            assert!(loaded.report.first_skipped[0].contains(":3: truncated row: found 12 of 13"));
+        } else {
+            let message = result.unwrap_err().to_string();
+            assert_eq!(
+                message,
+                format!(
+                    "{}:3: truncated row: found 12 of 13 fields ({HEADER})",
+                    labels.display()
+                )
+            );
+        }
+    }
+}

@@ -33,7 +33,7 @@ fn folds_never_share_a_subject_and_cover_every_sample_once() {
     for fold in &folds {
         let counts = dataset.class_counts(fold.iter().copied());
         let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
-        assert!(max - min <= 2, "{counts:?}");
+        assert!(*min > 0 && max - min <= 2, "{counts:?}");
     }
 
     let (train, test) = fold_split(&folds, 3);
@@ -65,8 +65,30 @@ fn uneven_subjects_still_stratify_as_far_as_they_allow() {
     }
     let folds = subject_folds(&dataset, 4, 0).unwrap();
     let totals = dataset.class_counts(0..dataset.len());
+    // How many subjects show each class: at least one per fold lets every fold hold it.
+    let shown_by: Vec<usize> = (0..7)
+        .map(|class| {
+            let subjects: BTreeSet<_> = dataset
+                .samples
+                .iter()
+                .filter(|s| s.label == class)
+                .map(|s| s.subject.clone())
+                .collect();
+            subjects.len()
+        })
+        .collect();
+    assert!(
+        shown_by.iter().filter(|&&n| n >= 4).count() >= 5,
+        "the data must let most classes be in every fold: {shown_by:?}"
+    );
     for fold in &folds {
         let counts = dataset.class_counts(fold.iter().copied());
+        for (class, (&have, &subjects)) in counts.iter().zip(&shown_by).enumerate() {
+            assert!(
+                have > 0 || subjects < 4,
+                "a fold has no sample of class {class}, which {subjects} subjects show: {counts:?}"
+            );
+        }
         for (have, total) in counts.iter().zip(&totals) {
             // Within a third of the total of a class away from an even share.
             let even = *total as f64 / 4.0;
@@ -114,6 +136,10 @@ fn ck48_folds_and_stats_list_subjects() {
             .iter()
             .all(|f| f.subjects.len() == 1 && f.samples == 21)
     );
+    // Every subject shows every class three times, so every fold holds every class.
+    for fold in subject_folds(&dataset, 5, 0).unwrap() {
+        assert_eq!(dataset.class_counts(fold.iter().copied()), [3; 7]);
+    }
     let json = serde_json::to_value(stats_of(&dataset)).unwrap();
     assert_eq!(json["classes"]["anger"], 15);
     assert!(json.get("folds").is_none());

@@ -1,6 +1,6 @@
 //! EFEA-MSM ("Enhanced Facial Expression Analysis via Multi-Scale Polymerization and
 //! Cross-Dimensional Modulation"): MobileNetV2 with CDSM in chosen blocks and MSCA over three
-//! taps, fused by one linear layer. The single definition is `MODEL.md`.
+//! taps, fused by one linear layer. The single definition is `docs/MODEL.md`.
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,4 +1,4 @@
-//! The EFEA-MSM network of `MODEL.md` on Burn: MobileNetV2 with the cross-dimensional space
+//! The EFEA-MSM network of `docs/MODEL.md` on Burn: MobileNetV2 with the cross-dimensional space
 //! modulator (CDSM) and the multi-scale channel aggregator (MSCA).
 //!
 //! ```no_run

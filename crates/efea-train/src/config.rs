@@ -22,6 +22,8 @@ use crate::error::{Result, TrainError};
 
 /// Learning rate of the paper's recipe.
 pub const PAPER_LR: f64 = 0.01;
+/// Input channels of every training batch (grayscale).
+pub const TRAINING_CHANNELS: usize = 1;
 /// Mini-batch of the paper's recipe.
 pub const PAPER_BATCH: usize = 32;
 /// Epochs of the paper's recipe.
@@ -109,6 +111,22 @@ pub struct DataConfig {
     pub ckplus_neutral: bool,
     /// Use at most this many training samples (a seeded, stratified subset), for quick runs.
     pub max_train_samples: Option<usize>,
+    /// FER+: what training targets are (evaluation always scores the majority label).
+    pub ferplus_labels: FerplusLabels,
+}
+
+/// The targets of FER+ training (Barsoum et al., 2016, section 3). Either way the label is the
+/// loader's majority (single votes removed as noise, ties to the first column, `unknown` / `NF`
+/// rows dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FerplusLabels {
+    /// One-hot of the majority label: the paper's majority-voting scheme, its main protocol.
+    #[default]
+    Majority,
+    /// The normalised vote distribution over the eight emotions (the paper's probability /
+    /// cross-entropy scheme).
+    Soft,
 }
 
 /// [`DataConfig::select_on`] for a held-out part of the training split.
@@ -125,6 +143,7 @@ impl Default for DataConfig {
             skip_bad: false,
             ckplus_neutral: false,
             max_train_samples: None,
+            ferplus_labels: FerplusLabels::Majority,
         }
     }
 }
@@ -390,6 +409,8 @@ impl TrainingConfig {
         merge(&mut base, overrides);
         let config: Self =
             serde_json::from_value(base).map_err(|e| TrainError::config(e.to_string()))?;
+        // No flag sets this key, so the file (named by `merged`) is where it went wrong.
+        config.validate_channels()?;
         Ok(config)
     }
 
@@ -404,6 +425,7 @@ impl TrainingConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |message: String| Err(TrainError::config(message));
         self.model.validate().map_err(TrainError::config)?;
+        self.validate_channels()?;
         self.data.kind()?;
         self.face
             .framing()
@@ -464,6 +486,19 @@ impl TrainingConfig {
                 "tencrop_size must be in 1..={}",
                 self.model.input_size
             ));
+        }
+        Ok(())
+    }
+
+    /// Training batches are grayscale (`efea_data::Batcher` makes one channel), so a
+    /// network of another input width would fail on its first step.
+    fn validate_channels(&self) -> Result<()> {
+        if self.model.in_channels != TRAINING_CHANNELS {
+            return Err(TrainError::config(format!(
+                "model.in_channels = {}, expected {TRAINING_CHANNELS}: efea's training batches \
+                 are grayscale",
+                self.model.in_channels
+            )));
         }
         Ok(())
     }
@@ -582,6 +617,44 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn a_file_with_three_input_channels_is_refused_naming_the_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.toml");
+        fs::write(&path, "[model]\nin_channels = 3\n").unwrap();
+        let err = TrainingConfig::paper()
+            .merged(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("run.toml") && err.contains("model.in_channels = 3, expected 1"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+        let mut config = TrainingConfig::paper();
+        config.model.in_channels = 3;
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn ferplus_labels_default_to_the_majority_and_old_configs_still_read() {
+        assert_eq!(
+            TrainingConfig::paper().data.ferplus_labels,
+            FerplusLabels::Majority
+        );
+        let mut json = serde_json::to_value(TrainingConfig::paper()).unwrap();
+        json["data"]
+            .as_object_mut()
+            .unwrap()
+            .remove("ferplus_labels");
+        let config: TrainingConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(config.data.ferplus_labels, FerplusLabels::Majority);
+        let soft = TrainingConfig::paper()
+            .merged_value(serde_json::json!({"data": {"ferplus_labels": "soft"}}))
+            .unwrap();
+        assert_eq!(soft.data.ferplus_labels, FerplusLabels::Soft);
     }
 
     #[test]

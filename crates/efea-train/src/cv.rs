@@ -107,6 +107,7 @@ pub fn cross_validate(
                     dataset,
                     &plan.reports,
                     &model.valid(),
+                    &efea_data::classes::ClassMatching::identity(dataset.num_classes()),
                     &device,
                     observer,
                 );

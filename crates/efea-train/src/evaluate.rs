@@ -6,6 +6,7 @@ use std::time::Instant;
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Tensor};
 use efea_data::batch::{BatchIndices, ten_crop_tensor};
+use efea_data::classes::ClassMatching;
 use efea_data::{Batcher, Dataset};
 use efea_model::EfeaNet;
 use serde::{Deserialize, Serialize};
@@ -55,13 +56,15 @@ pub struct EvalSettings {
     pub tta: Option<Tta>,
 }
 
-/// Scores `model` (in eval mode, on `device`) on `dataset.samples[indices]`; `progress` hears
-/// how many samples each batch scored.
+/// Scores `model` (in eval mode, on `device`) on `dataset.samples[indices]`, its outputs
+/// read as the dataset's classes through `matching` (samples of a class it leaves out are not
+/// scored); `progress` hears how many samples each batch scored.
 pub fn evaluate(
     model: &EfeaNet,
     dataset: &Dataset,
     indices: &[usize],
     settings: EvalSettings,
+    matching: &ClassMatching,
     device: &Device,
     mut progress: impl FnMut(usize),
 ) -> Evaluation {
@@ -71,6 +74,18 @@ pub fn evaluate(
         tta,
     } = settings;
     let classes = dataset.num_classes();
+    let outputs = matching.data_of_model.len();
+    let scored: Vec<usize>;
+    let indices = if matching.data_scored.iter().all(|&s| s) {
+        indices
+    } else {
+        scored = indices
+            .iter()
+            .copied()
+            .filter(|&i| matching.scores(dataset.samples[i].label))
+            .collect();
+        &scored
+    };
     let batcher = Batcher::new(size);
     let mut confusion = Confusion::new(classes);
     let mut loss_sum = 0.0f64;
@@ -97,12 +112,22 @@ pub fn evaluate(
                 images += 10 * batch.len();
                 let logits = model.forward(Tensor::cat(crops, 0));
                 let probs = softmax(logits, 1)
-                    .reshape([batch.len(), 10, classes])
+                    .reshape([batch.len(), 10, outputs])
                     .mean_dim(1);
-                probs.reshape([batch.len(), classes]).clamp_min(1e-12).log()
+                probs.reshape([batch.len(), outputs]).clamp_min(1e-12).log()
             }
         };
-        let values: Vec<f32> = log_probs.into_data().iter::<f32>().collect();
+        let mut values: Vec<f32> = log_probs.into_data().iter::<f32>().collect();
+        if !matching.is_identity() {
+            values = values
+                .chunks(outputs)
+                .flat_map(|row| {
+                    let mut mapped = vec![0.0; classes];
+                    matching.map_log_probs(row, &mut mapped);
+                    mapped
+                })
+                .collect();
+        }
         for (row, &label) in values.chunks(classes).zip(&labels) {
             let predicted = argmax(row);
             confusion.add(label, predicted);

@@ -4,9 +4,26 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use efea_data::Sample;
 use efea_data::rng::Rng;
 
-use crate::config::RegularizationConfig;
+use crate::config::{FerplusLabels, RegularizationConfig};
+
+/// The targets `[N * K]` of training samples: FER+ vote distributions under
+/// [`FerplusLabels::Soft`], else the one-hot of each label; smoothed by `smoothing`.
+pub fn training_targets(
+    samples: &[&Sample],
+    labels: FerplusLabels,
+    classes: usize,
+    smoothing: f64,
+) -> Vec<f32> {
+    let hard: Vec<usize> = samples.iter().map(|s| s.label).collect();
+    let soft: Vec<Option<&[f32]>> = match labels {
+        FerplusLabels::Soft => samples.iter().map(|s| s.soft_label.as_deref()).collect(),
+        FerplusLabels::Majority => vec![None; samples.len()],
+    };
+    soft_targets(&hard, &soft, classes, smoothing)
+}
 
 /// Targets `[N * K]` (row-major): the sample's distribution (its one-hot label, or its FER+
 /// votes), smoothed as `(1 - e) * p + e / K`.
@@ -170,6 +187,48 @@ pub fn matrix(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Te
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Three FER+ rows through the loader: a clear majority with a single (noise) vote, a tie
+    /// with a noise vote in `unknown`, and an `unknown` majority that is dropped.
+    fn ferplus_samples() -> Vec<Sample> {
+        use efea_data::synth::{SynthConfig, generate};
+        let dir = tempfile::tempdir().unwrap();
+        let faces = generate(&SynthConfig::new(3)).unwrap();
+        efea_data::write::write_fer2013_csv(&faces, &dir.path().join("fer2013.csv")).unwrap();
+        std::fs::write(
+            dir.path().join("fer2013new.csv"),
+            "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n\
+             Training,a.png,6,3,0,0,0,0,0,1,0,0\n\
+             Training,b.png,0,0,4,4,0,0,1,0,1,0\n\
+             Training,c.png,0,0,0,0,2,0,0,0,8,0\n",
+        )
+        .unwrap();
+        let kind = efea_data::DatasetKind::FerPlus;
+        let loaded = efea_data::load(kind, Some(dir.path()), &Default::default()).unwrap();
+        assert_eq!(loaded.report.dropped, 1, "the unknown majority is dropped");
+        loaded.samples
+    }
+
+    #[test]
+    fn ferplus_majority_targets_are_one_hot_and_soft_targets_the_votes() {
+        let samples = ferplus_samples();
+        let samples: Vec<&Sample> = samples.iter().collect();
+        // neutral, and surprise (a tie with sadness goes to the first column).
+        assert_eq!(samples.iter().map(|s| s.label).collect::<Vec<_>>(), [0, 2]);
+        let majority = training_targets(&samples, FerplusLabels::Majority, 8, 0.0);
+        let mut expected = vec![0.0; 16];
+        expected[0] = 1.0;
+        expected[8 + 2] = 1.0;
+        assert_eq!(majority, expected);
+        let soft = training_targets(&samples, FerplusLabels::Soft, 8, 0.0);
+        let expected = [
+            [6.0 / 9.0, 3.0 / 9.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0],
+        ];
+        for (got, want) in soft.iter().zip(expected.as_flattened()) {
+            assert!((got - want).abs() < 1e-6, "{soft:?}");
+        }
+    }
 
     #[test]
     fn smoothing_keeps_a_distribution() {

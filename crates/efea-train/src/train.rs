@@ -13,6 +13,7 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Device;
 use efea_data::batch::BatchIndices;
+use efea_data::classes::ClassMatching;
 use efea_data::rng::Rng;
 use efea_data::{Batcher, Dataset};
 use efea_model::EfeaNet;
@@ -23,7 +24,9 @@ use crate::config::TrainingConfig;
 use crate::error::{Result, TrainError};
 use crate::evaluate::{EvalSettings, Tta, evaluate};
 use crate::metrics::EpochMetrics;
-use crate::objective::{Mix, argmax_rows, matrix, soft_cross_entropy, soft_targets};
+use crate::objective::{
+    Mix, argmax_rows, matrix, soft_cross_entropy, soft_targets, training_targets,
+};
 use crate::observer::{BatchProgress, Observer, RunStart};
 use crate::report::{self, Report, SplitReport};
 use crate::schedule::LrSchedule;
@@ -286,6 +289,7 @@ pub fn fit(
             dataset,
             &plan.select,
             eval_settings,
+            &ClassMatching::identity(classes),
             &main,
             |n| observer.evaluation_progress(n),
         );
@@ -503,10 +507,9 @@ impl Step<'_> {
         let n = indices.len();
         let samples: Vec<_> = indices.iter().map(|&i| &self.dataset.samples[i]).collect();
         let labels: Vec<usize> = samples.iter().map(|s| s.label).collect();
-        let soft: Vec<Option<&[f32]>> = samples.iter().map(|s| s.soft_label.as_deref()).collect();
-        let mut targets = soft_targets(
-            &labels,
-            &soft,
+        let mut targets = training_targets(
+            &samples,
+            self.config.data.ferplus_labels,
             self.classes,
             self.config.regularization.label_smoothing,
         );
@@ -556,18 +559,29 @@ fn report_best(
     let mut model = config.model.init(&device);
     efea_model::checkpoint::load_module(&mut model, &dir.join(checkpoint::BEST_WEIGHTS))?;
     let model = model.valid();
-    let splits = score_splits(config, dataset, &plan.reports, &model, &device, observer);
+    let matching = ClassMatching::identity(dataset.num_classes());
+    let splits = score_splits(
+        config,
+        dataset,
+        &plan.reports,
+        &model,
+        &matching,
+        &device,
+        observer,
+    );
     let report = Report::new(&config.model, dataset, Some(plan), fit.best.clone(), splits);
     report::write(&report, dir)?;
     Ok(report)
 }
 
-/// Scores `model` on each split, plainly and (if the config asks) with ten crops.
+/// Scores `model` on each split, plainly and (if the config asks) with ten crops, its outputs
+/// read as the dataset's classes through `matching`.
 pub fn score_splits(
     config: &TrainingConfig,
     dataset: &Dataset,
     splits: &[(String, Vec<usize>)],
     model: &EfeaNet,
+    matching: &ClassMatching,
     device: &Device,
     observer: &mut dyn Observer,
 ) -> Vec<SplitReport> {
@@ -588,7 +602,7 @@ pub fn score_splits(
                 None => name.clone(),
             };
             observer.evaluation_started(&label, indices.len());
-            let evaluation = evaluate(model, dataset, indices, settings, device, |n| {
+            let evaluation = evaluate(model, dataset, indices, settings, matching, device, |n| {
                 observer.evaluation_progress(n)
             });
             observer.evaluation_done();

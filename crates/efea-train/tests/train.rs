@@ -137,6 +137,90 @@ fn a_small_network_learns_the_synthetic_set_and_writes_a_complete_run() {
     assert_eq!(spec.model, outcome_model(&run));
     let logits = model.forward(burn::tensor::Tensor::zeros([2, 1, 32, 32], &Device::flex()));
     assert_eq!(logits.dims(), [2, 7]);
+
+    scoring_matches_classes_by_name(&spec.classes, model);
+}
+
+/// The trained network with its outputs (and class names) in another order scores the same
+/// as in its own, once its classes are matched to the dataset's by name; matched by index, as
+/// `efea eval` once did, it scores another number.
+fn scoring_matches_classes_by_name(classes: &[String], model: efea_model::EfeaNet) {
+    use efea_data::classes::{ClassMap, ClassMatching, match_classes};
+    use efea_train::{EvalSettings, evaluate};
+    let device = Device::flex();
+    let options = efea_data::LoadOptions {
+        size: 32,
+        ..Default::default()
+    };
+    let spec = Path::new("count=700,level=easy");
+    let dataset = efea_data::load(efea_data::DatasetKind::Synth, Some(spec), &options).unwrap();
+    let test = dataset.split("PrivateTest").unwrap();
+    let settings = EvalSettings {
+        input_size: 32,
+        batch_size: 64,
+        tta: None,
+    };
+    let score = |model: &efea_model::EfeaNet, matching: &ClassMatching| {
+        evaluate(model, &dataset, test, settings, matching, &device, |_| {})
+    };
+    let own = score(
+        &model,
+        &match_classes(classes, &dataset.classes, &ClassMap::default()).unwrap(),
+    );
+    assert_eq!(own.samples, test.len());
+    assert!(own.accuracy() > 0.4, "{}", own.accuracy());
+
+    // Output k of the permuted network is output order[k] of the trained one.
+    let order = [3usize, 6, 0, 5, 1, 4, 2];
+    let permuted_classes: Vec<String> = order.iter().map(|&k| classes[k].to_lowercase()).collect();
+    let permuted = permute_outputs(model, &order);
+    let matching =
+        match_classes(&permuted_classes, &dataset.classes, &ClassMap::default()).unwrap();
+    assert!(!matching.is_identity());
+    let by_name = score(&permuted, &matching);
+    assert_eq!(by_name.confusion, own.confusion);
+    assert!(
+        (by_name.loss - own.loss).abs() < 1e-6,
+        "{} {}",
+        by_name.loss,
+        own.loss
+    );
+    let by_index = score(&permuted, &ClassMatching::identity(7));
+    assert_ne!(
+        by_index.accuracy(),
+        own.accuracy(),
+        "the permutation must change what index matching scores"
+    );
+}
+
+/// `model` with its classifier's outputs reordered: new output k is old output `order[k]`.
+fn permute_outputs(mut model: efea_model::EfeaNet, order: &[usize]) -> efea_model::EfeaNet {
+    use burn::module::Param;
+    use burn::tensor::{Tensor, TensorData};
+    let device = Device::flex();
+    let weight = model.classifier.weight.val();
+    let [inputs, outputs] = weight.dims();
+    let values: Vec<f32> = weight.into_data().iter::<f32>().collect();
+    let permuted: Vec<f32> = (0..inputs)
+        .flat_map(|i| order.iter().map(move |&k| (i, k)))
+        .map(|(i, k)| values[i * outputs + k])
+        .collect();
+    model.classifier.weight = Param::from_tensor(Tensor::from_data(
+        TensorData::new(permuted, [inputs, outputs]),
+        &device,
+    ));
+    let bias = model
+        .classifier
+        .bias
+        .take()
+        .expect("the classifier has a bias");
+    let values: Vec<f32> = bias.val().into_data().iter::<f32>().collect();
+    let permuted: Vec<f32> = order.iter().map(|&k| values[k]).collect();
+    model.classifier.bias = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(permuted, [outputs]),
+        &device,
+    )));
+    model
 }
 
 fn outcome_model(run: &Path) -> EfeaNetConfig {
