@@ -91,6 +91,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if let (Some(trained), None) = (&trained, &args.dataset) {
         options.skip_bad = trained.data.skip_bad;
         options.ckplus_neutral = trained.data.ckplus_neutral;
+        options.face = trained.face;
     }
     let dataset = efea_data::load(kind, path.as_deref(), &options)?;
     if !dataset.labelled {

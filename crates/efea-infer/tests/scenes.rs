@@ -149,7 +149,7 @@ fn faces_found_in_scenes_are_named_well_above_chance() {
         &run,
         &Device::flex(),
         PredictorConfig {
-            margin: 0.1,
+            margin: Some(0.1),
             ..PredictorConfig::default()
         },
     )
