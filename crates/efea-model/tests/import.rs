@@ -3,8 +3,11 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use burn::module::Module;
-use burn::tensor::Device;
+use burn::store::{ModuleStore, PytorchStore};
+use burn::tensor::{Device, TensorData};
 use common::{fixture_dir, tensors};
 use efea_model::{EfeaNetConfig, Preset, WeightsError};
 
@@ -27,6 +30,74 @@ fn sum(data: &burn::tensor::TensorData) -> f64 {
         .iter()
         .map(|&x| x as f64)
         .sum()
+}
+
+/// The tensors of the `.pth` as the file has them, by torchvision key.
+fn torchvision_tensors() -> BTreeMap<String, TensorData> {
+    let mut store = PytorchStore::from_file(pth());
+    store
+        .get_all_tensors()
+        .expect("the fixture reads")
+        .iter()
+        .map(|(key, tensor)| {
+            let data = burn::store::bridge::to_data(tensor).expect("fixture tensor decodes");
+            (key.clone(), data)
+        })
+        .collect()
+}
+
+fn f32s(data: &TensorData) -> Vec<f32> {
+    data.clone()
+        .convert::<f32>()
+        .try_to_vec()
+        .expect("float data")
+}
+
+/// Where a torchvision `mobilenet_v2` key belongs in the network, written out here from
+/// torchvision's layout (not from the importer's rules, which this test checks); `None` for
+/// the classifier and the BN step counters.
+fn place_in_network(key: &str) -> Option<String> {
+    let (module, param) = key.rsplit_once('.')?;
+    let bn_param = match param {
+        "weight" => "gamma",
+        "bias" => "beta",
+        "running_mean" | "running_var" => param,
+        _ => return None,
+    };
+    let conv = |path: &str| format!("{path}.{param}");
+    let bn = |path: &str| format!("{path}.{bn_param}");
+    let parts: Vec<&str> = module.split('.').collect();
+    match parts.as_slice() {
+        ["features", "0", "0"] => Some(conv("stem.conv")),
+        ["features", "0", "1"] => Some(bn("stem.bn")),
+        ["features", "18", "0"] => Some(conv("last.conv")),
+        ["features", "18", "1"] => Some(bn("last.bn")),
+        ["features", n, "conv", layer @ ..] => {
+            let block = format!("blocks.{}", n.parse::<usize>().ok()? - 1);
+            // features.1 (t = 1) has no expansion: its layers come one place earlier.
+            let layers: &[(&[&str], &str, bool)] = if *n == "1" {
+                &[
+                    (&["0", "0"], "depthwise.conv", false),
+                    (&["0", "1"], "depthwise.bn", true),
+                    (&["1"], "project", false),
+                    (&["2"], "project_bn", true),
+                ]
+            } else {
+                &[
+                    (&["0", "0"], "expand.conv", false),
+                    (&["0", "1"], "expand.bn", true),
+                    (&["1", "0"], "depthwise.conv", false),
+                    (&["1", "1"], "depthwise.bn", true),
+                    (&["2"], "project", false),
+                    (&["3"], "project_bn", true),
+                ]
+            };
+            let &(_, name, is_bn) = layers.iter().find(|(at, _, _)| *at == layer)?;
+            let path = format!("{block}.{name}");
+            Some(if is_bn { bn(&path) } else { conv(&path) })
+        }
+        _ => None,
+    }
 }
 
 #[test]
@@ -63,6 +134,36 @@ fn torchvision_backbone_loads_into_a_gray_full_network() {
     );
 
     let after = tensors(&model, None).values;
+    // Element for element: every backbone tensor of the network is the file's tensor of the
+    // same place (a transposed or misplaced kernel has the right sum but fails here).
+    let file = torchvision_tensors();
+    let mut compared = 0;
+    for (key, value) in &file {
+        let Some(path) = place_in_network(key) else {
+            continue;
+        };
+        let got = after
+            .get(&path)
+            .unwrap_or_else(|| panic!("`{key}` should be at `{path}`, which the network lacks"));
+        if path == "stem.conv.weight" {
+            continue; // summed over the RGB channels, checked below
+        }
+        assert_eq!(got.shape(), value.shape(), "{key} -> {path}: shape");
+        let (got, want) = (f32s(got), f32s(value));
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                g == w,
+                "{key} -> {path}: element {i} is {g}, the file has {w}"
+            );
+        }
+        compared += 1;
+    }
+    assert_eq!(
+        compared,
+        52 * 5 - 1,
+        "every applied tensor but the stem kernel compared"
+    );
+
     let json = expected();
     let depthwise = &json["tensors"]["features.5.conv.1.0.weight"]["sum"];
     let got = sum(&after["blocks.4.depthwise.conv.weight"]);
@@ -109,6 +210,10 @@ fn torchvision_backbone_loads_into_an_rgb_plain_network() {
         .as_f64()
         .unwrap();
     assert!((sum(&stem) - want).abs() < 1e-4);
+    // An RGB stem is the file's kernel itself, element for element.
+    let file = &torchvision_tensors()["features.0.0.weight"];
+    assert_eq!(stem.shape(), file.shape());
+    assert_eq!(f32s(&stem), f32s(file));
 }
 
 #[test]
