@@ -190,9 +190,11 @@ fn jsonl_csv_and_table_say_the_same() {
     );
 
     let table = run("table");
-    assert!(table.lines().next().unwrap().starts_with("path"));
+    let mut table_lines = table.lines();
+    assert!(table_lines.next().unwrap().starts_with("model: "), "{table}");
+    assert!(table_lines.next().unwrap().starts_with("path"));
     assert!(table.contains("(no face found)"));
-    assert_eq!(table.lines().count(), 1 + faces + images_without_faces);
+    assert_eq!(table.lines().count(), 2 + faces + images_without_faces);
 }
 
 #[test]
