@@ -191,7 +191,10 @@ fn jsonl_csv_and_table_say_the_same() {
 
     let table = run("table");
     let mut table_lines = table.lines();
-    assert!(table_lines.next().unwrap().starts_with("model: "), "{table}");
+    assert!(
+        table_lines.next().unwrap().starts_with("model: "),
+        "{table}"
+    );
     assert!(table_lines.next().unwrap().starts_with("path"));
     assert!(table.contains("(no face found)"));
     assert_eq!(table.lines().count(), 2 + faces + images_without_faces);
