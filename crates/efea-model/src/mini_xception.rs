@@ -21,7 +21,7 @@
 use std::path::Path;
 
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Initializer, PaddingConfig2d};
@@ -170,23 +170,24 @@ impl MiniXceptionConfig {
                 module
             })
             .collect();
+        // 3x3 stride-1 `same`: one pixel each side.
+        let padding = PaddingConfig2d::Explicit(1, 1, 1, 1);
+        let mut classifier =
+            keras_conv([in_channels, self.num_classes], 3, 1, padding, true).init(device);
+        // Keras's bias initializer is zeros; Burn draws a bias from the kernel's initializer.
+        classifier.bias = classifier
+            .bias
+            .map(|_| Param::from_tensor(Tensor::zeros([self.num_classes], device)));
         MiniXception {
             stem,
             modules,
-            classifier: keras_conv(
-                [in_channels, self.num_classes],
-                3,
-                1,
-                PaddingConfig2d::Explicit(1, 1, 1, 1),
-                true,
-            )
-            .init(device),
+            classifier,
         }
     }
 }
 
-/// A convolution as Keras initialises one: `glorot_uniform` kernel (the h5's
-/// `VarianceScaling(fan_avg, uniform, 1.0)`), zero bias.
+/// A convolution with Keras's kernel initialiser, `glorot_uniform` (the h5's
+/// `VarianceScaling(fan_avg, uniform, 1.0)`).
 fn keras_conv(
     channels: [usize; 2],
     kernel_size: usize,
