@@ -3,8 +3,8 @@
 //! (converted by `reference/mtcnn_convert.py`, compiled in; see `assets/MTCNN.LICENSE`).
 
 pub mod cascade;
+pub mod fused;
 pub mod nets;
-pub mod stem;
 
 use std::path::Path;
 
@@ -13,11 +13,12 @@ use burn::module::Module;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Tensor, TensorData};
 use image::{GrayImage, RgbImage};
+use rayon::prelude::*;
 
 use crate::FaceError;
 use cascade::{Candidate, Region, Window};
+use fused::FusedConv;
 use nets::{ONet, ONetConfig, PNet, PNetConfig, RNet, RNetConfig};
-use stem::Stem;
 
 /// The converted weights, compiled in (about 2 MB together).
 const PNET_WEIGHTS: &[u8] = include_bytes!("../../assets/mtcnn_pnet.safetensors");
@@ -79,8 +80,9 @@ pub struct Mtcnn {
     pnet: PNet,
     rnet: RNet,
     onet: ONet,
-    /// The nets' first three layers, fused (`stem.rs`): P-Net's, R-Net's, O-Net's.
-    stems: [Stem; 3],
+    /// P-Net's, R-Net's and O-Net's convolutions with their PReLUs and pools, fused
+    /// (`fused.rs`), three each: all the layers before the heads but O-Net's `conv4`.
+    fused: [[FusedConv; 3]; 3],
     device: Device,
 }
 
@@ -179,26 +181,49 @@ impl Mtcnn {
     }
 
     fn assemble(config: MtcnnConfig, device: &Device, pnet: PNet, rnet: RNet, onet: ONet) -> Self {
-        // The pools of facenet-pytorch's nets: P-Net 2x2 stride 2, R-Net and O-Net 3x3 stride 2.
-        let stems = [
-            Stem::new(&pnet.conv1, &pnet.prelu1, 2, 2),
-            Stem::new(&rnet.conv1, &rnet.prelu1, 3, 2),
-            Stem::new(&onet.conv1, &onet.prelu1, 3, 2),
+        let fused = [
+            [
+                FusedConv::new(&pnet.conv1, &pnet.prelu1, Some(&pnet.pool1)),
+                FusedConv::new(&pnet.conv2, &pnet.prelu2, None),
+                FusedConv::new(&pnet.conv3, &pnet.prelu3, None),
+            ],
+            [
+                FusedConv::new(&rnet.conv1, &rnet.prelu1, Some(&rnet.pool1)),
+                FusedConv::new(&rnet.conv2, &rnet.prelu2, Some(&rnet.pool2)),
+                FusedConv::new(&rnet.conv3, &rnet.prelu3, None),
+            ],
+            [
+                FusedConv::new(&onet.conv1, &onet.prelu1, Some(&onet.pool1)),
+                FusedConv::new(&onet.conv2, &onet.prelu2, Some(&onet.pool2)),
+                FusedConv::new(&onet.conv3, &onet.prelu3, Some(&onet.pool3)),
+            ],
         ];
         Self {
             config,
             pnet,
             rnet,
             onet,
-            stems,
+            fused,
             device: device.clone(),
         }
     }
 
-    /// A stem's output for `[n, 3, height, width]` input values, as a tensor on the device.
-    fn stem(&self, stem: &Stem, input: &[f32], n: usize, height: usize, width: usize) -> Tensor<4> {
-        let dims = stem.output_dims(n, height, width);
-        let values = stem.forward(input, n, height, width);
+    /// A net's fused layers on `[n, 3, height, width]` input values, in turn on the host;
+    /// the last one's output as a tensor on the device, for the net's head.
+    fn fused(
+        &self,
+        net: usize,
+        input: Vec<f32>,
+        n: usize,
+        height: usize,
+        width: usize,
+    ) -> Tensor<4> {
+        let (mut values, mut dims) = (input, [n, 3, height, width]);
+        for layer in &self.fused[net] {
+            let [_, _, h, w] = dims;
+            values = layer.forward(&values, n, h, w);
+            dims = layer.output_dims(n, h, w);
+        }
         Tensor::from_data(TensorData::new(values, dims), &self.device)
     }
 
@@ -227,7 +252,7 @@ impl Mtcnn {
         }
         let pixels = image.as_raw();
         let mut scratch = Vec::new();
-        let boxes = self.propose(pixels, width, height, &mut scratch);
+        let boxes = self.propose(pixels, width, height);
         let boxes = self.refine(pixels, width, height, &boxes, &mut scratch);
         self.output(pixels, width, height, &boxes, &mut scratch)
     }
@@ -244,42 +269,46 @@ impl Mtcnn {
 
     /// Stage 1: P-Net on every pyramid level; NMS per level and across levels; P-Net's
     /// regression; squares.
-    fn propose(
-        &self,
-        pixels: &[u8],
-        width: usize,
-        height: usize,
-        scratch: &mut Vec<u32>,
-    ) -> Vec<Candidate> {
+    fn propose(&self, pixels: &[u8], width: usize, height: usize) -> Vec<Candidate> {
         let whole = Region::whole(pixels, width, height);
-        let mut candidates = Vec::new();
         let scales =
             cascade::pyramid_scales(width, height, self.config.min_face_size, self.config.factor);
-        for scale in scales {
-            let (level_width, level_height) = cascade::level_size(width, height, scale);
-            let mut input = vec![0.0; 3 * level_width * level_height];
-            cascade::area_resize_normalised(whole, level_width, level_height, &mut input, scratch);
-            let stem = self.stem(&self.stems[0], &input, 1, level_height, level_width);
-            let out = self.pnet.forward_after_stem(stem);
-            let [_, _, map_height, map_width] = out.prob.dims();
-            let prob = to_vec(out.prob.into_data());
-            let reg = to_vec(out.reg.into_data());
-            let plane = map_width * map_height;
-            let level = cascade::generate_bounding_boxes(
-                &reg,
-                // Channel 1 of the softmax: the face probability.
-                &prob[plane..],
-                map_width,
-                map_height,
-                scale,
-                self.config.thresholds[0],
-            );
-            candidates.extend(
+        // The levels are independent: one rayon task each (the small ones leave Burn's own
+        // parallelism idle), gathered in the pyramid's order.
+        let levels: Vec<Vec<Candidate>> = scales
+            .par_iter()
+            .map_init(Vec::new, |scratch, &scale| {
+                let (level_width, level_height) = cascade::level_size(width, height, scale);
+                let mut input = vec![0.0; 3 * level_width * level_height];
+                cascade::area_resize_normalised(
+                    whole,
+                    level_width,
+                    level_height,
+                    &mut input,
+                    scratch,
+                );
+                let features = self.fused(0, input, 1, level_height, level_width);
+                let out = self.pnet.forward_head(features);
+                let [_, _, map_height, map_width] = out.prob.dims();
+                let prob = to_vec(out.prob.into_data());
+                let reg = to_vec(out.reg.into_data());
+                let plane = map_width * map_height;
+                let level = cascade::generate_bounding_boxes(
+                    &reg,
+                    // Channel 1 of the softmax: the face probability.
+                    &prob[plane..],
+                    map_width,
+                    map_height,
+                    scale,
+                    self.config.thresholds[0],
+                );
                 cascade::nms(&level, NMS_LEVEL)
                     .into_iter()
-                    .map(|i| level[i]),
-            );
-        }
+                    .map(|i| level[i])
+                    .collect()
+            })
+            .collect();
+        let candidates: Vec<Candidate> = levels.into_iter().flatten().collect();
         cascade::nms(&candidates, NMS_PYRAMID)
             .into_iter()
             .map(|i| cascade::rerec(&cascade::apply_pnet_regression(&candidates[i])))
@@ -299,8 +328,8 @@ impl Mtcnn {
         let mut passed = Vec::new();
         for (chunk, windows) in boxes.chunks(BATCH).zip(crops.chunks(BATCH)) {
             let input = crop_batch(pixels, width, windows, RNET_SIZE, scratch);
-            let stem = self.stem(&self.stems[1], &input, windows.len(), RNET_SIZE, RNET_SIZE);
-            let out = self.rnet.forward_after_stem(stem);
+            let features = self.fused(1, input, windows.len(), RNET_SIZE, RNET_SIZE);
+            let out = self.rnet.forward_head(features);
             let prob = to_vec(out.prob.into_data());
             let reg = to_vec(out.reg.into_data());
             for (k, b) in chunk.iter().enumerate() {
@@ -335,8 +364,8 @@ impl Mtcnn {
         let mut landmarks = Vec::new();
         for (chunk, windows) in boxes.chunks(BATCH).zip(crops.chunks(BATCH)) {
             let input = crop_batch(pixels, width, windows, ONET_SIZE, scratch);
-            let stem = self.stem(&self.stems[2], &input, windows.len(), ONET_SIZE, ONET_SIZE);
-            let out = self.onet.forward_after_stem(stem);
+            let features = self.fused(2, input, windows.len(), ONET_SIZE, ONET_SIZE);
+            let out = self.onet.forward_head(features);
             let prob = to_vec(out.prob.into_data());
             let reg = to_vec(out.reg.into_data());
             let points = to_vec(out.landmarks.into_data());

@@ -91,20 +91,19 @@ impl PNet {
     /// `[N, 3, H, W] -> reg [N, 4, H', W'], prob [N, 2, H', W']` with
     /// `H' = ceil((H - 2) / 2) - 4` (likewise `W'`); `H, W >= 12`.
     pub fn forward(&self, x: Tensor<4>) -> PNetOutput {
-        self.forward_after_stem(
-            self.pool1
-                .forward(self.prelu1.forward(self.conv1.forward(x))),
-        )
+        let x = self
+            .pool1
+            .forward(self.prelu1.forward(self.conv1.forward(x)));
+        let x = self.prelu2.forward(self.conv2.forward(x));
+        self.forward_head(self.prelu3.forward(self.conv3.forward(x)))
     }
 
-    /// Everything after `pool1` (the detector runs the first three layers fused, see
-    /// `stem.rs`).
+    /// The two 1x1 heads on `prelu3`'s output (the detector runs the layers before them
+    /// fused, see `fused.rs`).
     ///
     /// # Shapes
-    /// `[N, 10, H1, W1] -> reg [N, 4, H1 - 4, W1 - 4], prob [N, 2, H1 - 4, W1 - 4]`
-    pub fn forward_after_stem(&self, x: Tensor<4>) -> PNetOutput {
-        let x = self.prelu2.forward(self.conv2.forward(x));
-        let x = self.prelu3.forward(self.conv3.forward(x));
+    /// `[N, 32, H', W'] -> reg [N, 4, H', W'], prob [N, 2, H', W']`
+    pub fn forward_head(&self, x: Tensor<4>) -> PNetOutput {
         PNetOutput {
             reg: self.conv4_2.forward(x.clone()),
             prob: softmax(self.conv4_1.forward(x), 1),
@@ -166,22 +165,21 @@ impl RNet {
     /// # Shapes
     /// `[N, 3, 24, 24] -> reg [N, 4], prob [N, 2]`
     pub fn forward(&self, x: Tensor<4>) -> RNetOutput {
-        self.forward_after_stem(
-            self.pool1
-                .forward(self.prelu1.forward(self.conv1.forward(x))),
-        )
-    }
-
-    /// Everything after `pool1` (the detector runs the first three layers fused, see
-    /// `stem.rs`).
-    ///
-    /// # Shapes
-    /// `[N, 28, 11, 11] -> reg [N, 4], prob [N, 2]`
-    pub fn forward_after_stem(&self, x: Tensor<4>) -> RNetOutput {
+        let x = self
+            .pool1
+            .forward(self.prelu1.forward(self.conv1.forward(x)));
         let x = self
             .pool2
             .forward(self.prelu2.forward(self.conv2.forward(x)));
-        let x = self.prelu3.forward(self.conv3.forward(x));
+        self.forward_head(self.prelu3.forward(self.conv3.forward(x)))
+    }
+
+    /// The dense layers on `prelu3`'s output (the detector runs the layers before them fused,
+    /// see `fused.rs`).
+    ///
+    /// # Shapes
+    /// `[N, 64, 3, 3] -> reg [N, 4], prob [N, 2]`
+    pub fn forward_head(&self, x: Tensor<4>) -> RNetOutput {
         let x = self
             .prelu4
             .forward(self.dense4.forward(flatten_like_facenet(x)));
@@ -256,24 +254,24 @@ impl ONet {
     /// # Shapes
     /// `[N, 3, 48, 48] -> reg [N, 4], landmarks [N, 10], prob [N, 2]`
     pub fn forward(&self, x: Tensor<4>) -> ONetOutput {
-        self.forward_after_stem(
-            self.pool1
-                .forward(self.prelu1.forward(self.conv1.forward(x))),
-        )
-    }
-
-    /// Everything after `pool1` (the detector runs the first three layers fused, see
-    /// `stem.rs`).
-    ///
-    /// # Shapes
-    /// `[N, 32, 23, 23] -> reg [N, 4], landmarks [N, 10], prob [N, 2]`
-    pub fn forward_after_stem(&self, x: Tensor<4>) -> ONetOutput {
+        let x = self
+            .pool1
+            .forward(self.prelu1.forward(self.conv1.forward(x)));
         let x = self
             .pool2
             .forward(self.prelu2.forward(self.conv2.forward(x)));
-        let x = self
-            .pool3
-            .forward(self.prelu3.forward(self.conv3.forward(x)));
+        self.forward_head(
+            self.pool3
+                .forward(self.prelu3.forward(self.conv3.forward(x))),
+        )
+    }
+
+    /// `conv4` and the dense layers on `pool3`'s output (the detector runs the layers before
+    /// them fused, see `fused.rs`; `conv4`'s 128 channels are more than a fused layer holds).
+    ///
+    /// # Shapes
+    /// `[N, 64, 4, 4] -> reg [N, 4], landmarks [N, 10], prob [N, 2]`
+    pub fn forward_head(&self, x: Tensor<4>) -> ONetOutput {
         let x = self.prelu4.forward(self.conv4.forward(x));
         let x = self
             .prelu5
