@@ -31,30 +31,14 @@ fn run_dir(root: &Path) -> PathBuf {
     dir
 }
 
-/// The rustface crate's group photo from the cargo registry, if there.
-fn group_photo() -> Option<PathBuf> {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
-    let mut found: Vec<PathBuf> = fs::read_dir(home.join("registry/src"))
-        .ok()?
-        .flatten()
-        .flat_map(|index| fs::read_dir(index.path()).into_iter().flatten().flatten())
-        .filter(|k| k.file_name().to_string_lossy().starts_with("rustface-"))
-        .map(|k| k.path().join("test.png"))
-        .filter(|p| p.is_file())
-        .collect();
-    found.sort();
-    let photo = found.pop();
-    if photo.is_none() {
-        eprintln!("note: no rustface-*/test.png in the cargo registry; photo checks skipped");
-    }
-    photo
+/// The rustface crate's group photo, committed as a fixture.
+fn group_photo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/photos/solvay_1927.png")
 }
 
-/// A folder of inputs: `images/` holds a blank picture, a synthetic face crop and, when the
-/// registry has it, the group photo; `damaged/` an empty file and a text file named `.jpg`.
-fn inputs(root: &Path) -> (PathBuf, Option<PathBuf>) {
+/// A folder of inputs: `images/` holds a blank picture, a synthetic face crop and the group
+/// photo (as JPEG); `damaged/` an empty file and a text file named `.jpg`.
+fn inputs(root: &Path) -> PathBuf {
     let images = root.join("in/images");
     let damaged = root.join("in/damaged");
     fs::create_dir_all(&images).unwrap();
@@ -65,18 +49,14 @@ fn inputs(root: &Path) -> (PathBuf, Option<PathBuf>) {
     synth::render(&SynthConfig::new(7), 3)
         .save(images.join("crop.png"))
         .unwrap();
-    let photo = group_photo().map(|p| {
-        let copy = images.join("group.jpg");
-        image::open(p)
-            .unwrap()
-            .to_rgb8()
-            .save_with_format(&copy, ImageFormat::Jpeg)
-            .unwrap();
-        copy
-    });
+    image::open(group_photo())
+        .unwrap()
+        .to_rgb8()
+        .save_with_format(images.join("group.jpg"), ImageFormat::Jpeg)
+        .unwrap();
     fs::write(damaged.join("empty.png"), b"").unwrap();
     fs::write(damaged.join("notes.jpg"), b"not a picture\n").unwrap();
-    (root.join("in"), photo)
+    root.join("in")
 }
 
 fn stdout(output: &Output) -> String {
@@ -91,7 +71,7 @@ fn stderr(output: &Output) -> String {
 fn a_folder_with_damaged_files_reports_each_and_fails_overall() {
     let tmp = tempfile::tempdir().unwrap();
     let model = run_dir(tmp.path());
-    let (folder, photo) = inputs(tmp.path());
+    let folder = inputs(tmp.path());
 
     let output = efea()
         .args(["predict", "--model"])
@@ -103,8 +83,7 @@ fn a_folder_with_damaged_files_reports_each_and_fails_overall() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(stderr(&output).contains("2 of"), "{}", stderr(&output));
     let records: Vec<Value> = serde_json::from_str(&stdout(&output)).unwrap();
-    let expected = if photo.is_some() { 5 } else { 4 };
-    assert_eq!(records.len(), expected);
+    assert_eq!(records.len(), 5);
     let by_name = |name: &str| {
         records
             .iter()
@@ -125,27 +104,25 @@ fn a_folder_with_damaged_files_reports_each_and_fails_overall() {
             .contains("not an image")
     );
     assert_eq!(by_name("blank.png")["faces"], Value::Array(vec![]));
-    if photo.is_some() {
-        let faces = by_name("group.jpg")["faces"].as_array().unwrap().clone();
-        assert!(faces.len() >= 20, "{} faces", faces.len());
-        assert_eq!(
-            faces[0]["probabilities"].as_object().unwrap().len(),
-            CLASSES.len()
-        );
-        assert_eq!(
-            probability_keys_in_order(&stdout(&output)),
-            CLASSES,
-            "in the model's class order"
-        );
-        assert!(faces[0]["box"]["width"].as_u64().unwrap() > 0);
-    }
+    let faces = by_name("group.jpg")["faces"].as_array().unwrap().clone();
+    assert!(faces.len() >= 20, "{} faces", faces.len());
+    assert_eq!(
+        faces[0]["probabilities"].as_object().unwrap().len(),
+        CLASSES.len()
+    );
+    assert_eq!(
+        probability_keys_in_order(&stdout(&output)),
+        CLASSES,
+        "in the model's class order"
+    );
+    assert!(faces[0]["box"]["width"].as_u64().unwrap() > 0);
 }
 
 #[test]
 fn jsonl_csv_and_table_say_the_same() {
     let tmp = tempfile::tempdir().unwrap();
     let model = run_dir(tmp.path());
-    let (folder, _) = inputs(tmp.path());
+    let folder = inputs(tmp.path());
     let images = folder.join("images");
     let run = |format: &str| {
         let output = efea()
@@ -233,7 +210,7 @@ fn no_detect_classifies_each_image_whole() {
 
 #[test]
 fn pictures_stdin_and_verbose_timing() {
-    let Some(photo) = group_photo() else { return };
+    let photo = group_photo();
     let tmp = tempfile::tempdir().unwrap();
     let model = run_dir(tmp.path());
     let annotated = tmp.path().join("annotated");

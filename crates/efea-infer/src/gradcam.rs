@@ -293,4 +293,54 @@ mod tests {
             );
         }
     }
+
+    /// fer's mini-XCEPTION: the maps equal `relu(sum_k alpha_k A_k)` with each channel's
+    /// weight `alpha_k` found without autodiff. Its head (class convolution, global average
+    /// pool) is linear in the maps, so adding `eps` to all of channel k's map moves the logit
+    /// by exactly `eps * H * W * alpha_k`.
+    #[test]
+    fn mini_xception_maps_match_weights_from_finite_differences() {
+        let device = Device::flex();
+        let model = MiniXception::bundled(&device);
+        let values: Vec<f32> = (0..2 * 64 * 64)
+            .map(|i| ((i * 7919 % 255) as f32 / 127.5) - 1.0)
+            .collect();
+        let x = Tensor::<4>::from_data(TensorData::new(values, [2, 1, 64, 64]), &device);
+        let classes = [3, 6];
+        let maps = grad_cam_mini_xception(&model, x.clone(), &classes);
+        assert_eq!(maps.len(), 2);
+        let features = model.forward_features(x);
+        let dims @ [_, channels, height, width] = features.dims();
+        assert_eq!((channels, height, width), (128, 4, 4));
+        assert_eq!((maps[0].width, maps[0].height), (width, height));
+        let base = features.into_data().try_into_vec::<f32>().unwrap();
+        let logits = |values: Vec<f32>| {
+            let features = Tensor::from_data(TensorData::new(values, dims), &device);
+            let logits = model.forward_head(features);
+            logits.into_data().try_into_vec::<f32>().unwrap()
+        };
+        let reference = logits(base.clone());
+        let plane = height * width;
+        let eps = 0.5;
+        for (b, (map, &class)) in maps.iter().zip(&classes).enumerate() {
+            assert_eq!(map.class, class);
+            let mut expected = vec![0.0f64; plane];
+            for k in 0..channels {
+                let mut moved = base.clone();
+                let at = (b * channels + k) * plane;
+                moved[at..at + plane].iter_mut().for_each(|v| *v += eps);
+                let delta = logits(moved)[b * 7 + class] - reference[b * 7 + class];
+                let alpha = delta as f64 / (eps as f64 * plane as f64);
+                for (e, a) in expected.iter_mut().zip(&base[at..at + plane]) {
+                    *e += alpha * *a as f64;
+                }
+            }
+            let expected: Vec<f32> = expected.iter().map(|v| v.max(0.0) as f32).collect();
+            let expected = normalise(&expected);
+            assert!(expected.iter().any(|v| *v > 0.0), "input {b}: an empty map");
+            for (e, got) in expected.iter().zip(&map.values) {
+                assert!((e - got).abs() < 2e-3, "input {b}: {e} vs {got}");
+            }
+        }
+    }
 }

@@ -1,24 +1,18 @@
-//! A real photograph: the group photo shipped inside the rustface crate (read from the cargo
-//! registry at test time, not committed). Its faces are small, gray and in rows: what users
-//! of expression recognition point it at.
+//! A real photograph: the group photo shipped inside the rustface crate (committed in
+//! `tests/fixtures/photos/`). Its faces are small, gray and in rows: what users of expression
+//! recognition point it at.
 
 mod common;
 
 use efea_infer::{PredictorConfig, draw};
 
-fn photo_bytes() -> Option<Vec<u8>> {
-    match common::rustface_photo() {
-        Some(path) => Some(std::fs::read(path).expect("reading the rustface photo")),
-        None => {
-            eprintln!("skipped: no rustface-*/test.png in the cargo registry");
-            None
-        }
-    }
+fn photo_bytes() -> Vec<u8> {
+    std::fs::read(common::group_photo()).expect("reading the committed group photo")
 }
 
 #[test]
 fn the_group_photo_gives_many_faces_with_sane_answers() {
-    let Some(bytes) = photo_bytes() else { return };
+    let bytes = photo_bytes();
     let predictor = common::predictor(PredictorConfig::default());
     let analysed = predictor.predict_bytes(&bytes).unwrap();
     let prediction = &analysed.prediction;
@@ -52,7 +46,7 @@ fn the_group_photo_gives_many_faces_with_sane_answers() {
 
 #[test]
 fn batched_and_single_answers_agree() {
-    let Some(bytes) = photo_bytes() else { return };
+    let bytes = photo_bytes();
     let one_by_one = common::predictor(PredictorConfig {
         batch_size: 1,
         ..PredictorConfig::default()
@@ -77,7 +71,7 @@ fn batched_and_single_answers_agree() {
 
 #[test]
 fn grad_cam_and_pictures_of_the_photo() {
-    let Some(bytes) = photo_bytes() else { return };
+    let bytes = photo_bytes();
     let predictor = common::predictor(PredictorConfig::default());
     let analysed = predictor.predict_bytes(&bytes).unwrap();
     let faces = &analysed.prediction.faces;

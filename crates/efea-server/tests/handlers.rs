@@ -51,21 +51,11 @@ fn png(width: u32, height: u32) -> Vec<u8> {
     bytes
 }
 
-/// The group photo shipped in the rustface crate, if the cargo registry has it.
-fn group_photo() -> Option<Vec<u8>> {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo")))?;
-    for index in std::fs::read_dir(home.join("registry/src")).ok()?.flatten() {
-        for krate in std::fs::read_dir(index.path()).ok()?.flatten() {
-            let photo = krate.path().join("test.png");
-            if krate.file_name().to_string_lossy().starts_with("rustface-") && photo.is_file() {
-                return std::fs::read(photo).ok();
-            }
-        }
-    }
-    eprintln!("skipped: no rustface-*/test.png in the cargo registry");
-    None
+/// The group photo shipped in the rustface crate, committed as a fixture.
+fn group_photo() -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/photos/solvay_1927.png");
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 async fn send(router: Router, request: Request<Body>) -> (StatusCode, header::HeaderMap, Vec<u8>) {
@@ -119,7 +109,7 @@ fn assert_json_error(
 
 #[tokio::test]
 async fn a_photo_gives_faces_boxes_labels_and_probabilities() {
-    let Some(photo) = group_photo() else { return };
+    let photo = group_photo();
     let (status, _, body) = send(router(), post("/v1/predict", Some("image/png"), photo)).await;
     assert_eq!(status, StatusCode::OK);
     let answer = json(&body);
@@ -147,7 +137,7 @@ async fn a_photo_gives_faces_boxes_labels_and_probabilities() {
 
 #[tokio::test]
 async fn cam_true_adds_a_png_per_face_and_multipart_works() {
-    let Some(photo) = group_photo() else { return };
+    let photo = group_photo();
     let boundary = "XyZ-efea-boundary";
     let mut form = Vec::new();
     form.extend_from_slice(

@@ -64,27 +64,9 @@ pub fn jpeg_with_orientation(image: &DynamicImage, orientation: u16) -> Vec<u8> 
 }
 
 /// The group photo that the rustface crate ships (`test.png`, 1666x1136, the 1927 Solvay
-/// conference), from the cargo registry; `None` if the registry has no rustface source.
-pub fn rustface_photo() -> Option<PathBuf> {
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
-    let registry = cargo_home.join("registry").join("src");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(registry)
-        .ok()?
-        .flatten()
-        .flat_map(|index| {
-            std::fs::read_dir(index.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .filter(|krate| krate.file_name().to_string_lossy().starts_with("rustface-"))
-        .map(|krate| krate.path().join("test.png"))
-        .filter(|p| p.is_file())
-        .collect();
-    found.sort();
-    found.pop()
+/// conference), committed as `tests/fixtures/photos/solvay_1927.png`.
+pub fn group_photo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/photos/solvay_1927.png")
 }
 
 /// Intersection over union of two rectangles.
