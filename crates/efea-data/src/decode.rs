@@ -64,7 +64,13 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<DynamicImage> {
     }
     // The header alone: the limits are set once the dimensions have been checked.
     reader.no_limits();
-    let mut decoder = reader.into_decoder().map_err(from_image_error)?;
+    let mut decoder = reader.into_decoder().map_err(|error| match error {
+        // The png decoder refuses, as it opens, a header whose pixels no buffer could hold,
+        // before it reports the dimensions; they are read off the header instead.
+        ImageError::Limits(limit) => png_too_large(bytes, max_pixels)
+            .unwrap_or_else(|| from_image_error(ImageError::Limits(limit))),
+        other => from_image_error(other),
+    })?;
     let (width, height) = decoder.dimensions();
     if width == 0 || height == 0 {
         return Err(DecodeError::Corrupt(format!("{width}x{height} image")));
@@ -93,6 +99,22 @@ pub fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
         .ok()?;
     reader.no_limits();
     reader.into_dimensions().ok()
+}
+
+/// [`DecodeError::TooLarge`] if `bytes` are a PNG whose header declares more than
+/// `max_pixels` (IHDR is the first chunk: width and height at bytes 16-23, big-endian).
+fn png_too_large(bytes: &[u8], max_pixels: u64) -> Option<DecodeError> {
+    let header = bytes.strip_prefix(b"\x89PNG\r\n\x1a\n")?.get(4..16)?;
+    let (tag, size) = header.split_at(4);
+    let width = u32::from_be_bytes(size[..4].try_into().ok()?);
+    let height = u32::from_be_bytes(size[4..].try_into().ok()?);
+    (tag == b"IHDR" && u64::from(width) * u64::from(height) > max_pixels).then_some(
+        DecodeError::TooLarge {
+            width,
+            height,
+            max_pixels,
+        },
+    )
 }
 
 fn from_image_error(error: ImageError) -> DecodeError {
