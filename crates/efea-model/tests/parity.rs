@@ -63,7 +63,7 @@ fn burn_path(
 fn torch_layout(actual: &TensorData, expected: &TensorData) -> TensorData {
     let (a, e) = (actual.shape(), expected.shape());
     if a.num_dims() == 2 && a != e && a[0] == e[1] && a[1] == e[0] {
-        let t: Tensor<2> = Tensor::from_data(actual.clone(), &Device::flex());
+        let t: Tensor<2> = Tensor::from_data(actual.clone(), &common::device());
         t.transpose().into_data()
     } else {
         actual.clone()
@@ -81,8 +81,8 @@ fn check<M, const D: usize>(
     M: Module,
 {
     let io = read_io(case);
-    let train_device = Device::flex().autodiff();
-    let eval_device = Device::flex();
+    let train_device = common::device().autodiff();
+    let eval_device = common::device();
     let mut module = init(&train_device);
     let report = load_pytorch_into(&mut module, &weights_path(case), rules, None)
         .unwrap_or_else(|e| panic!("{case}: {e}"));

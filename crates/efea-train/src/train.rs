@@ -772,6 +772,64 @@ mod tests {
         assert_eq!(hits, first_hits + second_hits);
     }
 
+    /// Two wgpu replicas of one device (in CI, Mesa's lavapipe) give the gradients that two
+    /// CPU replicas give for the same weights and batch, to float32 round-off: the sharding,
+    /// the per-replica backward passes and the summing on another backend. No dropout, whose
+    /// masks come from each backend's own generator.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    #[ignore = "fails on lavapipe: the gradients differ by 0.13, as the whole network's stem \
+                gradient differs from PyTorch's on wgpu (issue 14)"]
+    fn two_wgpu_replicas_give_the_gradients_of_two_cpu_replicas() {
+        let mut config = TrainingConfig::demo();
+        config.model = efea_model::EfeaNetConfig::preset(efea_model::Preset::Full)
+            .with_width_mult(0.25)
+            .with_input_size(32)
+            .with_dropout(0.0);
+        config.data.path = Some("count=70,level=easy".into());
+        let dataset = splits::load_dataset(&config).unwrap();
+        let batcher = Batcher::new(32).with_augment(config.augment.clone(), config.seed);
+        let step = Step {
+            dataset: &dataset,
+            batcher: &batcher,
+            config: &config,
+            epoch: 0,
+            batch: 0,
+            classes: dataset.num_classes(),
+        };
+        let cpu = Device::flex().autodiff();
+        let wgpu = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice).autodiff();
+        let model = config.model.init(&cpu);
+        let indices: Vec<usize> = (0..12).collect();
+        let (on_cpu, cpu_loss, cpu_hits) = step
+            .run(&model, &indices, &[cpu.clone(), cpu.clone()])
+            .unwrap();
+        let on_wgpu_model = model.clone().fork(&wgpu);
+        let (on_wgpu, wgpu_loss, wgpu_hits) = step
+            .run(&on_wgpu_model, &indices, &[wgpu.clone(), wgpu.clone()])
+            .unwrap();
+        // The wgpu gradients, brought to the CPU under the CPU model's parameter ids.
+        let on_wgpu = on_wgpu.to_device(&cpu, &on_wgpu_model);
+        let mut difference = MaxDifference {
+            a: &on_cpu,
+            b: &on_wgpu,
+            max: 0.0,
+            compared: 0,
+        };
+        model.visit(&mut difference);
+        assert!(difference.compared > 100, "{} tensors", difference.compared);
+        assert!(
+            difference.max < 1e-4,
+            "gradients differ by {}",
+            difference.max
+        );
+        assert!(
+            (cpu_loss - wgpu_loss).abs() < 1e-4,
+            "{cpu_loss} vs {wgpu_loss}"
+        );
+        assert_eq!(cpu_hits, wgpu_hits);
+    }
+
     #[test]
     fn stream_seeds_differ_by_position() {
         let a = stream_seed(1, STREAM_MIX, 0, 0, 0);

@@ -9,7 +9,22 @@ use std::path::PathBuf;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::store::{ModuleStore, SafetensorsStore};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// The device the parity tests run on: `flex` (the CPU), or with `EFEA_TEST_DEVICE=wgpu` and
+/// the crate's `wgpu` feature, Burn's wgpu backend on the default adapter (in CI, Mesa's
+/// lavapipe software Vulkan). Asking for wgpu in a build without it fails the test rather
+/// than quietly testing the CPU again.
+pub fn device() -> Device {
+    match std::env::var("EFEA_TEST_DEVICE").as_deref() {
+        Err(_) | Ok("" | "flex" | "cpu") => Device::flex(),
+        #[cfg(feature = "wgpu")]
+        Ok("wgpu") => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+        Ok(other) => {
+            panic!("EFEA_TEST_DEVICE={other}: expected flex or wgpu (wgpu needs `--features wgpu`)")
+        }
+    }
+}
 
 pub fn fixture_dir(kind: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
