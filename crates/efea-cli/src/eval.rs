@@ -11,7 +11,9 @@ use efea_data::{DatasetKind, LoadOptions};
 use efea_model::checkpoint::{CONFIG_FILE, load_model, resolve};
 use efea_train::{Report, TrainingConfig, score_splits};
 
-use crate::train::{DeviceArgs, Progress, user_error};
+use crate::device::DeviceArgs;
+use crate::progress::Progress;
+use crate::train::user_error;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
