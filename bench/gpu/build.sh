@@ -5,6 +5,9 @@
 #
 #   bash bench/gpu/build.sh                     # wgpu only
 #   TORCH_PYTHON=reference/.venv/bin/python bash bench/gpu/build.sh   # wgpu and tch
+#   PROFILE=dev bash bench/gpu/build.sh         # for `run.sh --dry-run` only: reuses the
+#                                               # debug build of the wgpu tests (dependencies
+#                                               # optimised), no release build of Burn
 #
 # Burn 0.22's `tch` is built against libtorch 2.9.0 (torch-sys 0.22's TORCH_VERSION); PyPI's
 # torch 2.9.0 wheel for Linux carries a CUDA libtorch, so a binary linked against it here runs
@@ -23,9 +26,13 @@ if [[ -n "${TORCH_PYTHON:-}" ]]; then
     features=wgpu,tch
     export LIBTORCH_USE_PYTORCH=1 PATH="$(dirname "$TORCH_PYTHON"):$PATH"
 fi
-echo "build.sh: efea-bench --features $features (release)" >&2
-cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p efea-bench --features "$features"
-cp "$ROOT/target/release/efea-bench" "$DIST/"
+profile="${PROFILE:-release}"
+out_dir=$([[ $profile == dev ]] && echo debug || echo "$profile")
+echo "build.sh: efea-bench --features $features ($profile)" >&2
+cargo build --profile "$profile" --quiet --manifest-path "$ROOT/Cargo.toml" -p efea-bench --features "$features"
+target="${CARGO_TARGET_DIR:-$ROOT/target}"
+cp "$target/$out_dir/efea-bench" "$DIST/"
+echo "$profile" > "$DIST/profile"
 echo "$features" > "$DIST/features"
 # The Vulkan loader: wgpu opens libvulkan.so.1 at run time, and a container that has the
 # NVIDIA driver may lack the loader package.

@@ -234,14 +234,9 @@ fn preview(args: PreviewArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.out.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    grid.save(&args.out)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
-    eprintln!(
-        "wrote {} ({}x{})",
-        args.out.display(),
-        grid.width(),
-        grid.height()
-    );
+    let (width, height) = grid.dimensions();
+    crate::output::save_image(grid, &args.out)?;
+    eprintln!("wrote {} ({width}x{height})", args.out.display());
     Ok(())
 }
 

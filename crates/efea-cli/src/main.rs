@@ -9,6 +9,7 @@ mod device;
 mod eval;
 mod faces;
 mod model;
+mod output;
 mod predict;
 mod progress;
 mod serve;

@@ -167,9 +167,8 @@ fn write_pictures(
     let stem = names.unique(input);
     if let Some(dir) = &args.annotate {
         let path = dir.join(format!("{stem}.png"));
-        draw::annotate(&analysed.image, &analysed.prediction, predictor.classes())
-            .save(&path)
-            .with_context(|| format!("writing {}", path.display()))?;
+        let annotated = draw::annotate(&analysed.image, &analysed.prediction, predictor.classes());
+        crate::output::save_image(annotated, &path)?;
     }
     if let Some(dir) = &args.cam
         && !analysed.prediction.faces.is_empty()
@@ -179,9 +178,7 @@ fn write_pictures(
         for (index, (face, cam)) in analysed.prediction.faces.iter().zip(&cams).enumerate() {
             let side = face.crop.width.clamp(128, 512);
             let path = dir.join(format!("{stem}_face{}_{}.png", index + 1, face.label));
-            draw::cam_overlay(&rgb, face.crop, cam, side)
-                .save(&path)
-                .with_context(|| format!("writing {}", path.display()))?;
+            crate::output::save_image(draw::cam_overlay(&rgb, face.crop, cam, side), &path)?;
         }
     }
     Ok(())

@@ -1,25 +1,39 @@
-//! Batches for training and evaluation. All tensor creation of the data pipeline lives here:
-//! samples -> (augment) -> [`preprocess`] -> `[N, 1, S, S]` images and `[N]` targets on a
-//! device, plus the seeded order in which to visit them.
+//! Batches for training and evaluation: samples -> (augment) -> [`preprocess`] -> the
+//! `[N, 1, S, S]` pixels of a network input, plus the seeded order in which to visit them.
+//! The pixels stay on the host: the trainer puts them on its device (efea-data needs no
+//! tensor library), and the targets come from the samples themselves.
+//!
+//! [`preprocess`]: crate::preprocess
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
 use image::GrayImage;
 use rayon::prelude::*;
 
+use crate::Dataset;
 use crate::augment::AugmentConfig;
 use crate::preprocess::preprocess_into;
 use crate::rng::Rng;
-use crate::{Dataset, Sample};
 
-/// One batch on a device.
-#[derive(Debug, Clone)]
+/// One batch of network inputs: `len` images of `size x size`, one channel, normalised as
+/// [`crate::preprocess`] does, image after image in row-major order (`[N, 1, S, S]`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
-    /// `[N, 1, S, S]`, normalised as [`crate::preprocess`] does.
-    pub images: Tensor<4>,
-    /// `[N]` class indices.
-    pub targets: Tensor<1, Int>,
-    /// `[N, classes]` vote distributions when every sample of the batch has one (FER+).
-    pub soft_targets: Option<Tensor<2>>,
+    pub pixels: Vec<f32>,
+    pub len: usize,
+    pub size: u32,
+}
+
+impl Batch {
+    /// `[N, 1, S, S]`.
+    pub fn shape(&self) -> [usize; 4] {
+        let side = self.size as usize;
+        [self.len, 1, side, side]
+    }
+
+    /// The `i`-th image's pixels.
+    pub fn image(&self, i: usize) -> &[f32] {
+        let pixels = (self.size * self.size) as usize;
+        &self.pixels[i * pixels..(i + 1) * pixels]
+    }
 }
 
 /// Turns samples into [`Batch`]es, with augmentation for training.
@@ -54,80 +68,53 @@ impl Batcher {
     /// `(seed, epoch, sample index)`, so it is the same however batches are built.
     ///
     /// # Panics
-    /// If `indices` is empty or out of range.
-    pub fn batch(
-        &self,
-        dataset: &Dataset,
-        indices: &[usize],
-        epoch: usize,
-        device: &Device,
-    ) -> Batch {
-        let samples: Vec<&Sample> = indices.iter().map(|&i| &dataset.samples[i]).collect();
-        let images: Vec<GrayImage> = match &self.augment {
-            Some(augment) => indices
-                .par_iter()
-                .map(|&i| {
-                    augment.apply_seeded(
-                        &dataset.samples[i].image,
-                        self.seed,
-                        epoch as u64,
-                        i as u64,
-                    )
-                })
-                .collect(),
-            None => Vec::new(),
-        };
-        let image_refs: Vec<&GrayImage> = if images.is_empty() {
-            samples.iter().map(|s| &s.image).collect()
-        } else {
-            images.iter().collect()
-        };
-        let targets: Vec<i64> = samples.iter().map(|s| s.label as i64).collect();
-        let has_soft = !samples.is_empty() && samples.iter().all(|s| s.soft_label.is_some());
-        let soft_targets = has_soft.then(|| {
-            let classes = dataset.num_classes();
-            let values: Vec<f32> = samples
-                .iter()
-                .flat_map(|s| {
-                    s.soft_label
-                        .as_deref()
-                        .expect("checked above")
-                        .iter()
-                        .copied()
-                })
-                .collect();
-            Tensor::<2>::from_data(TensorData::new(values, [samples.len(), classes]), device)
-        });
-        Batch {
-            images: images_tensor(&image_refs, self.size, device),
-            targets: Tensor::<1, Int>::from_data(TensorData::new(targets, [samples.len()]), device),
-            soft_targets,
+    /// If an index is out of range.
+    pub fn batch(&self, dataset: &Dataset, indices: &[usize], epoch: usize) -> Batch {
+        match &self.augment {
+            Some(augment) => {
+                let images: Vec<GrayImage> = indices
+                    .par_iter()
+                    .map(|&i| {
+                        augment.apply_seeded(
+                            &dataset.samples[i].image,
+                            self.seed,
+                            epoch as u64,
+                            i as u64,
+                        )
+                    })
+                    .collect();
+                batch_of_images(&images.iter().collect::<Vec<_>>(), self.size)
+            }
+            None => {
+                let images: Vec<&GrayImage> =
+                    indices.iter().map(|&i| &dataset.samples[i].image).collect();
+                batch_of_images(&images, self.size)
+            }
         }
     }
 }
 
-/// `[N, 1, S, S]` network input of `images` (each resized and normalised by [`preprocess`]).
+/// The network input of `images`, each resized and normalised by [`preprocess`].
 ///
 /// [`preprocess`]: crate::preprocess
-pub fn images_tensor(images: &[&GrayImage], size: u32, device: &Device) -> Tensor<4> {
+pub fn batch_of_images(images: &[&GrayImage], size: u32) -> Batch {
     let pixels = (size * size) as usize;
     let mut values = vec![0.0f32; images.len() * pixels];
     values
         .par_chunks_mut(pixels.max(1))
         .zip(images.par_iter())
         .for_each(|(out, image)| preprocess_into(image, size, out));
-    let side = size as usize;
-    Tensor::<4>::from_data(
-        TensorData::new(values, [images.len(), 1, side, side]),
-        device,
-    )
+    Batch {
+        pixels: values,
+        len: images.len(),
+        size,
+    }
 }
 
-/// The ten crops of [`crate::augment::ten_crop`] as one `[10, 1, S, S]` input.
-pub fn ten_crop_tensor(image: &GrayImage, crop: u32, size: u32, device: &Device) -> Tensor<4> {
+/// The ten crops of [`crate::augment::ten_crop`] as one batch of ten.
+pub fn ten_crop_batch(image: &GrayImage, crop: u32, size: u32) -> Batch {
     let crops = crate::augment::ten_crop(image, crop);
-    let refs: Vec<&GrayImage> = crops.iter().collect();
-    images_tensor(&refs, size, device)
+    batch_of_images(&crops.iter().collect::<Vec<_>>(), size)
 }
 
 /// Stream of the batch order (separate from augmentation and the synthetic set).

@@ -1,6 +1,6 @@
 //! A labelled grid of (augmented) samples per class, for `efea data preview` and the README.
 
-use image::{GrayImage, Luma, imageops};
+use image::{GrayImage, ImageBuffer, Luma, Pixel, imageops};
 
 use crate::augment::AugmentConfig;
 use crate::rng::Rng;
@@ -97,10 +97,11 @@ pub fn preview_grid(dataset: &Dataset, opts: &PreviewOptions) -> crate::Result<G
         };
         draw_text(
             &mut grid,
-            GAP,
-            (top + tile / 2).saturating_sub(4 * text_scale),
+            GAP as i64,
+            (top + tile / 2).saturating_sub(4 * text_scale) as i64,
             &text,
             text_scale,
+            Luma([INK]),
         );
         for (column, &i) in indices.iter().enumerate() {
             let image = &dataset.samples[i].image;
@@ -116,25 +117,33 @@ pub fn preview_grid(dataset: &Dataset, opts: &PreviewOptions) -> crate::Result<G
     Ok(grid)
 }
 
-/// Draws ASCII `text` with the 8x8 public-domain font, `scale` pixels per font pixel.
-pub fn draw_text(image: &mut GrayImage, x: u32, y: u32, text: &str, scale: u32) {
+/// Draws ASCII `text` with the 8x8 public-domain font in `ink`, `scale` pixels per font
+/// pixel, clipped at the image border (the previews' labels and efea-infer's pictures).
+pub fn draw_text<P: Pixel>(
+    image: &mut ImageBuffer<P, Vec<P::Subpixel>>,
+    x: i64,
+    y: i64,
+    text: &str,
+    scale: u32,
+    ink: P,
+) {
+    let (width, height) = (image.width() as i64, image.height() as i64);
+    let s = scale as i64;
     for (n, ch) in text.chars().enumerate() {
         let glyph = font8x8::legacy::BASIC_LEGACY
             .get(ch as usize)
             .copied()
             .unwrap_or([0; 8]);
         for (row, bits) in glyph.iter().enumerate() {
-            for col in 0..8u32 {
+            for col in 0..8i64 {
                 // Bit 0 is the leftmost pixel of a row in font8x8.
-                if bits >> col & 1 == 1 {
-                    for dy in 0..scale {
-                        for dx in 0..scale {
-                            let px = x + (n as u32 * 8 + col) * scale + dx;
-                            let py = y + row as u32 * scale + dy;
-                            if px < image.width() && py < image.height() {
-                                image.put_pixel(px, py, Luma([INK]));
-                            }
-                        }
+                if bits >> col & 1 == 0 {
+                    continue;
+                }
+                let (left, top) = (x + (n as i64 * 8 + col) * s, y + row as i64 * s);
+                for py in top.max(0)..(top + s).min(height) {
+                    for px in left.max(0)..(left + s).min(width) {
+                        image.put_pixel(px as u32, py as u32, ink);
                     }
                 }
             }

@@ -1,9 +1,7 @@
-//! Batches: shapes, normalisation, targets, soft targets, seeded augmentation; and the preview
-//! grid.
+//! Batches: shapes, normalisation, seeded augmentation; and the preview grid.
 
 mod common;
 
-use burn::tensor::Device;
 use common::synth;
 use efea_data::preview::{PreviewOptions, preview_grid};
 use efea_data::synth::SynthLevel;
@@ -12,61 +10,30 @@ use efea_data::{AugmentConfig, BatchIndices, Batcher, preprocess};
 #[test]
 fn batches_have_the_network_shapes_and_normalisation() {
     let dataset = synth(20, SynthLevel::Easy, 0);
-    let device = Device::default();
-    let batch = Batcher::new(48).batch(&dataset, &[3, 0, 7], 0, &device);
-    assert_eq!(batch.images.dims(), [3, 1, 48, 48]);
-    assert_eq!(batch.targets.dims(), [3]);
-    assert!(batch.soft_targets.is_none());
-    let targets: Vec<i64> = batch
-        .targets
-        .into_data()
-        .convert::<i64>()
-        .try_to_vec()
-        .unwrap();
-    assert_eq!(targets, [3, 0, 0]);
-    let values: Vec<f32> = batch.images.into_data().try_to_vec().unwrap();
-    assert!(values.iter().all(|v| (-1.0..=1.0).contains(v)));
-    assert_eq!(
-        values[..48 * 48],
-        preprocess(&dataset.samples[3].image, 48)[..]
-    );
+    let batch = Batcher::new(48).batch(&dataset, &[3, 0, 7], 0);
+    assert_eq!(batch.shape(), [3, 1, 48, 48]);
+    assert_eq!(batch.pixels.len(), 3 * 48 * 48);
+    assert!(batch.pixels.iter().all(|v| (-1.0..=1.0).contains(v)));
+    for (row, index) in [3, 0, 7].into_iter().enumerate() {
+        assert_eq!(
+            batch.image(row),
+            &preprocess(&dataset.samples[index].image, 48)[..]
+        );
+    }
     let p = dataset.samples[3].image.as_raw()[0] as f32;
-    assert!((values[0] - (p / 255.0 - 0.5) / 0.5).abs() < 1e-6);
+    assert!((batch.pixels[0] - (p / 255.0 - 0.5) / 0.5).abs() < 1e-6);
 
     // Another input size resizes in the same function.
-    let small = Batcher::new(32).batch(&dataset, &[1], 0, &device);
-    assert_eq!(small.images.dims(), [1, 1, 32, 32]);
-}
-
-#[test]
-fn soft_targets_come_with_vote_distributions() {
-    let mut dataset = synth(14, SynthLevel::Easy, 0);
-    for sample in &mut dataset.samples {
-        let mut soft = vec![0.0; 7];
-        soft[sample.label] = 0.75;
-        soft[(sample.label + 1) % 7] = 0.25;
-        sample.soft_label = Some(soft);
-    }
-    let batch = Batcher::new(48).batch(&dataset, &[0, 1], 0, &Device::default());
-    let soft = batch.soft_targets.expect("every sample has votes");
-    assert_eq!(soft.dims(), [2, 7]);
-    let values: Vec<f32> = soft.into_data().try_to_vec().unwrap();
-    assert_eq!(values[..3], [0.75, 0.25, 0.0]);
+    let small = Batcher::new(32).batch(&dataset, &[1], 0);
+    assert_eq!(small.shape(), [1, 1, 32, 32]);
+    assert_eq!(small.pixels.len(), 32 * 32);
 }
 
 #[test]
 fn augmentation_is_seeded_by_epoch_and_sample() {
     let dataset = synth(14, SynthLevel::Easy, 0);
-    let device = Device::default();
     let batcher = Batcher::new(48).with_augment(AugmentConfig::default(), 5);
-    let data = |epoch, indices: &[usize]| -> Vec<f32> {
-        batcher
-            .batch(&dataset, indices, epoch, &device)
-            .images
-            .into_data()
-            .try_to_vec()
-            .unwrap()
-    };
+    let data = |epoch, indices: &[usize]| batcher.batch(&dataset, indices, epoch).pixels;
     let a = data(0, &[2, 4]);
     assert_eq!(a, data(0, &[2, 4]));
     assert_ne!(a, data(1, &[2, 4]));

@@ -180,25 +180,9 @@ fn stroke_rect(image: &mut RgbImage, rect: Rect, thickness: i32, color: [u8; 3])
     fill_rect(image, x + w, y, t, h, color);
 }
 
-/// ASCII `text` in the 8x8 font, `scale` pixels per font pixel; clipped at the image border.
+/// ASCII `text` in the 8x8 font (efea-data's, as the previews draw it) in `color`.
 fn draw_text(image: &mut RgbImage, x: i32, y: i32, text: &str, scale: u32, color: [u8; 3]) {
-    let s = scale as i32;
-    for (n, ch) in text.chars().enumerate() {
-        let glyph = font8x8::legacy::BASIC_LEGACY
-            .get(ch as usize)
-            .copied()
-            .unwrap_or([0; 8]);
-        for (row, bits) in glyph.iter().enumerate() {
-            for col in 0..8 {
-                // Bit 0 is the leftmost pixel of a row in font8x8.
-                if bits >> col & 1 == 1 {
-                    let px = x + (n as i32 * 8 + col) * s;
-                    let py = y + row as i32 * s;
-                    fill_rect(image, px, py, s, s, color);
-                }
-            }
-        }
-    }
+    efea_data::preview::draw_text(image, x as i64, y as i64, text, scale, Rgb(color));
 }
 
 #[cfg(test)]

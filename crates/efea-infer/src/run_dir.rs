@@ -7,14 +7,14 @@ use std::io;
 use std::path::Path;
 
 use burn::tensor::Device;
-use efea_model::checkpoint::{BEST_WEIGHTS, CONFIG_FILE, ModelSpec, save_module};
+use efea_model::checkpoint::{BEST_WEIGHTS, CONFIG_FILE, ModelSpec, save_module, write_atomic};
 use efea_model::{EfeaNet, EfeaNetConfig};
 
 /// Writes `spec` and `model` as a run directory at `dir` (created if missing).
 pub fn write(dir: &Path, spec: &ModelSpec, model: &EfeaNet) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     let json = serde_json::to_string_pretty(spec).map_err(io::Error::other)?;
-    fs::write(dir.join(CONFIG_FILE), json + "\n")?;
+    write_atomic(&dir.join(CONFIG_FILE), (json + "\n").as_bytes())?;
     save_module(model, &dir.join(BEST_WEIGHTS))
 }
 

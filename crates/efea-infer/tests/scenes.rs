@@ -137,6 +137,11 @@ fn faces_found_in_scenes_are_named_well_above_chance() {
     config.epochs = 6;
     config.batch_size = 16;
     config.schedule.kind = ScheduleKind::Constant;
+    // AdamW, not the paper's SGD at 0.01: in these 6 epochs (400 steps) SGD sat on the edge
+    // of learning, so that floating-point order decided the outcome (held-out 0.63 in one
+    // build, 0.40 in another, scenes 0.44 against 0.16). AdamW learns from the first epoch.
+    config.optimizer.kind = efea_train::config::OptimizerKind::Adamw;
+    config.optimizer.lr = 0.003;
     config.report_tencrop = false;
     config.augment = efea_data::AugmentConfig::light();
     let outcome = efea_train::train(config, &run, &[Device::flex()], &mut Silent).unwrap();
@@ -203,10 +208,12 @@ fn faces_found_in_scenes_are_named_well_above_chance() {
         "held-out test accuracy {test_accuracy:.2}; of {total} pasted faces {found} found, \
          {named} named right in the scenes ({scene_accuracy:.2}), {crop_named} as crops ({crop_accuracy:.2})"
     );
-    // Seven classes: chance is 14 %. A face the detector misses counts as wrong. Measured:
-    // held-out 0.63, crops 0.66, scenes 0.44: the detector frames a face a few pixels and a
-    // few per cent of scale away from the training crops, and this small network trained
-    // without zoom augmentation pays for it.
+    // Seven classes: chance is 14 %. A face the detector misses counts as wrong. Measured
+    // over training seeds 1-4 (debug build, 2026-12-04): held-out 0.60-0.88, crops
+    // 0.62-0.84, scenes 0.59-0.75, scenes at most 0.25 below crops. The bars sit well under
+    // the worst seed and far above chance, where a broken pipeline (misframed crops, wrong
+    // class order, a network that did not learn) lands: the detector frames a face a few
+    // pixels and a few per cent of scale away from the training crops, which costs a little.
     assert!(crop_accuracy > 0.45, "crop accuracy {crop_accuracy:.2}");
     assert!(scene_accuracy > 0.3, "scene accuracy {scene_accuracy:.2}");
     assert!(

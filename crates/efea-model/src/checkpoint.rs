@@ -81,30 +81,39 @@ pub fn save_module<M: Module>(module: &M, path: &Path) -> io::Result<()> {
     // `valid()` folds the running statistics that training threads have updated into the
     // module; visiting the module as it is would save stale ones.
     let module = module.valid();
-    let tmp = tmp_path(path);
-    let mut store = BurnpackStore::from_file(&tmp)
-        .auto_extension(false)
-        .overwrite(true);
-    let result = module
-        .save_into(&mut store)
-        .map_err(|e| io::Error::other(format!("{}: {e}", tmp.display())))
+    replace_atomically(path, |tmp| {
+        let mut store = BurnpackStore::from_file(tmp)
+            .auto_extension(false)
+            .overwrite(true);
+        module
+            .save_into(&mut store)
+            .map_err(|e| io::Error::other(format!("{}: {e}", tmp.display())))
+    })
+}
+
+/// Writes `bytes` to `path` so that readers see the old file or the new one, never a part:
+/// what every report, chart and picture of efea is written with.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace_atomically(path, |tmp| fs::write(tmp, bytes))
+}
+
+/// `write` fills a temporary file beside `path`, which is then synced and renamed over
+/// `path` (and the rename made durable); on failure the temporary file is removed.
+fn replace_atomically(path: &Path, write: impl FnOnce(&Path) -> io::Result<()>) -> io::Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp{}", std::process::id()));
+    let tmp = path.with_file_name(name);
+    let result = write(&tmp)
         .and_then(|()| fs::File::open(&tmp)?.sync_all())
         .and_then(|()| fs::rename(&tmp, path));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // Make the rename itself durable.
-        fs::File::open(dir)?.sync_all()?;
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
     }
-    Ok(())
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp{}", std::process::id()));
-    path.with_file_name(name)
 }
 
 /// Loads tensors saved by [`save_module`] into `module`, which must have exactly the same

@@ -16,7 +16,6 @@
 //! from the seed and the position (epoch, batch, sample), so the epoch number restores it.
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use burn::optim::ModuleOptimizer;
@@ -91,26 +90,9 @@ impl TrainState {
     }
 }
 
-/// Writes `bytes` to `path` so that readers see the old file or the new one, never a part.
+/// [`efea_model::checkpoint::write_atomic`], its error naming the file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_name(path);
-    let result = (|| -> std::io::Result<()> {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        sync_dir(path.parent())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(|e| TrainError::io(path, e))
-}
-
-fn tmp_name(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp{}", std::process::id()));
-    path.with_file_name(name)
+    efea_model::checkpoint::write_atomic(path, bytes).map_err(|e| TrainError::io(path, e))
 }
 
 fn sync_dir(dir: Option<&Path>) -> std::io::Result<()> {

@@ -5,13 +5,14 @@ use std::time::Instant;
 
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Tensor};
-use efea_data::batch::{BatchIndices, ten_crop_tensor};
+use efea_data::batch::{BatchIndices, ten_crop_batch};
 use efea_data::classes::ClassMatching;
 use efea_data::{Batcher, Dataset};
 use efea_model::EfeaNet;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Confusion;
+use crate::objective::input;
 
 /// Test-time augmentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,14 +101,19 @@ pub fn evaluate(
         let labels: Vec<usize> = batch.iter().map(|&i| dataset.samples[i].label).collect();
         let log_probs: Tensor<2> = match tta {
             None => {
-                let input = batcher.batch(dataset, &batch, 0, device).images;
+                let input = input(batcher.batch(dataset, &batch, 0), device);
                 images += batch.len();
                 log_softmax(model.forward(input), 1)
             }
             Some(Tta::TenCrop(crop)) => {
                 let crops: Vec<Tensor<4>> = batch
                     .iter()
-                    .map(|&i| ten_crop_tensor(&dataset.samples[i].image, crop, size, device))
+                    .map(|&i| {
+                        input(
+                            ten_crop_batch(&dataset.samples[i].image, crop, size),
+                            device,
+                        )
+                    })
                     .collect();
                 images += 10 * batch.len();
                 let logits = model.forward(Tensor::cat(crops, 0));

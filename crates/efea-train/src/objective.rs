@@ -4,8 +4,8 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use efea_data::Sample;
 use efea_data::rng::Rng;
+use efea_data::{Batch, Sample};
 
 use crate::config::{FerplusLabels, RegularizationConfig};
 
@@ -177,6 +177,12 @@ fn gamma(shape: f64, rng: &mut Rng) -> f64 {
 pub fn argmax_rows(logits: Tensor<2>) -> Vec<usize> {
     let data = logits.argmax(1).into_data();
     data.iter::<i64>().map(|v| v as usize).collect()
+}
+
+/// The network input `[N, 1, S, S]` of `batch` on `device`.
+pub fn input(batch: Batch, device: &Device) -> Tensor<4> {
+    let shape = batch.shape();
+    Tensor::<4>::from_data(TensorData::new(batch.pixels, shape), device)
 }
 
 /// Tensor `[N, K]` of `values` on `device`.

@@ -25,7 +25,7 @@ use crate::error::{Result, TrainError};
 use crate::evaluate::{EvalSettings, Tta, evaluate};
 use crate::metrics::EpochMetrics;
 use crate::objective::{
-    Mix, argmax_rows, matrix, soft_cross_entropy, soft_targets, training_targets,
+    Mix, argmax_rows, input, matrix, soft_cross_entropy, soft_targets, training_targets,
 };
 use crate::observer::{BatchProgress, Observer, RunStart};
 use crate::report::{self, Report, SplitReport};
@@ -513,10 +513,10 @@ impl Step<'_> {
             self.classes,
             self.config.regularization.label_smoothing,
         );
-        let mut images = self
-            .batcher
-            .batch(self.dataset, indices, self.epoch, device)
-            .images;
+        let mut images = input(
+            self.batcher.batch(self.dataset, indices, self.epoch),
+            device,
+        );
         let mut rng = Rng::new(stream_seed(seed, STREAM_MIX, self.epoch, self.batch, shard));
         if let Some(mix) = Mix::draw(
             &self.config.regularization,
@@ -766,7 +766,7 @@ mod tests {
                 classes,
                 config.regularization.label_smoothing,
             );
-            let images = batcher.batch(&dataset, part, 0, &device).images;
+            let images = input(batcher.batch(&dataset, part, 0), &device);
             let logits = model.forward(images);
             let hits = argmax_rows(logits.clone().detach())
                 .iter()
