@@ -125,6 +125,9 @@ impl Detector {
     }
 }
 
+/// One Grad-CAM map for Python: `(class, height, width, float32 little-endian bytes)`.
+type CamBytes = (usize, usize, usize, Py<PyBytes>);
+
 /// `efea predict --format json`'s entry for one image, less its path and model name.
 fn prediction_json(analysed: &Analysed) -> String {
     serde_json::to_string(&analysed.prediction).expect("a prediction is plain data")
@@ -247,7 +250,7 @@ impl Detector {
         &self,
         py: Python<'py>,
         image: &Bound<'py, PyAny>,
-    ) -> PyResult<(String, Vec<(usize, usize, usize, Py<PyBytes>)>)> {
+    ) -> PyResult<(String, Vec<CamBytes>)> {
         let input = Input::extract(image)?;
         let result = py.detach(|| {
             self.analyse(vec![input], self.predictor.config().batch_size)

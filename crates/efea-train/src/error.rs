@@ -17,13 +17,14 @@ pub enum TrainError {
     #[error(transparent)]
     Weights(#[from] WeightsError),
 
-    /// The network's classes do not match the dataset's (the source says how).
+    /// The network's classes do not match the dataset's (the source, a
+    /// [`DataError::ClassMismatch`], says how; boxed to keep every `Result` small).
     #[error("{} on `{dataset}`", model.display())]
     Classes {
         model: PathBuf,
         dataset: String,
         #[source]
-        source: DataError,
+        source: Box<DataError>,
     },
 
     /// A file could not be read or written.

@@ -116,7 +116,7 @@ pub fn evaluate_run(
             TrainError::Classes {
                 model: request.model.clone(),
                 dataset: dataset.name.clone(),
-                source,
+                source: Box::new(source),
             }
         })?;
 
