@@ -19,7 +19,7 @@ PHOTOS = REPO / "tests" / "fixtures" / "photos"
 
 @pytest.fixture(scope="session")
 def solvay() -> Path:
-    """The rustface crate's group photo: 29 faces, with MTCNN's landmarks."""
+    """The rustface crate's group photo: 30 faces for MTCNN, with landmarks."""
     return PHOTOS / "solvay_1927.png"
 
 
