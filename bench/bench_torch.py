@@ -7,6 +7,7 @@ does it (same step, same batch, same timing rule), so that the two sides compare
     python bench/bench_torch.py export --preset full --size 48 --batch 1 --onnx /tmp/full-b1.onnx
     python bench/bench_torch.py infer --runtime torch --preset full --size 48 --batch 1
     python bench/bench_torch.py infer --runtime ort --onnx /tmp/full-b1.onnx --size 48 --batch 1
+    python bench/bench_torch.py train --device cuda --batch 256   # bench/gpu/run.sh
 """
 
 from __future__ import annotations
@@ -59,7 +60,16 @@ def model_for(args):
     from efea_msm import EfeaConfig, EfeaMsm
 
     torch.manual_seed(0)
-    return EfeaMsm(EfeaConfig.preset(args.preset, input_size=args.size))
+    return EfeaMsm(EfeaConfig.preset(args.preset, input_size=args.size)).to(args.device)
+
+
+def synchronize(args) -> None:
+    """Waits for the device's queued work: a CUDA step is timed when it has finished, as
+    efea-bench times its steps by reading a value back."""
+    if args.device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
 
 
 def train(args) -> dict:
@@ -68,19 +78,21 @@ def train(args) -> dict:
 
     model = model_for(args).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
-    x = torch.randn(args.batch, 1, args.size, args.size)
-    labels = torch.arange(args.batch) % model.config.num_classes
+    x = torch.randn(args.batch, 1, args.size, args.size, device=args.device)
+    labels = torch.arange(args.batch, device=args.device) % model.config.num_classes
 
     def step():
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), labels)
         loss.backward()
         optimizer.step()
+        synchronize(args)
 
     done, seconds = timed(args.warmup, args.steps, args.min_seconds, step)
     return {
         "contender": "torch",
         "task": "train",
+        "device": args.device,
         "preset": args.preset,
         "size": args.size,
         "batch": args.batch,
@@ -118,11 +130,12 @@ def infer(args) -> dict:
 
         torch.set_num_threads(args.threads)
         model = model_for(args).eval()
-        x = torch.randn(args.batch, 1, args.size, args.size)
+        x = torch.randn(args.batch, 1, args.size, args.size, device=args.device)
 
         def step():
             with torch.inference_mode():
                 model(x)
+            synchronize(args)
 
     else:
         import numpy as np
@@ -143,6 +156,7 @@ def infer(args) -> dict:
     return {
         "contender": args.runtime,
         "task": "infer",
+        "device": args.device if args.runtime == "torch" else "cpu",
         "preset": args.preset,
         "size": args.size,
         "batch": args.batch,
@@ -166,6 +180,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--min-seconds", type=float, default=0.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (PyTorch's names)")
     args = parser.parse_args()
     if args.task != "infer" or args.runtime == "torch":
         import torch

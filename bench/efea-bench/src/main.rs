@@ -1,4 +1,6 @@
-//! Benchmarks of the EFEA-MSM network (MODEL.md) on Burn's CPU backend `flex`, one
+//! Benchmarks of the EFEA-MSM network (MODEL.md) on Burn's CPU backend `flex` (or, for
+//! `train` and `infer`, any `--device` that efea names, e.g. `wgpu` or `tch:cuda:0` in a build
+//! with that feature; `bench/gpu/run.sh`), one
 //! measurement per process so that peak memory belongs to one contender. `bench/run.sh` drives
 //! it side by side with the PyTorch reference (`bench/bench_torch.py`); every subcommand prints
 //! one JSON object on stdout.
@@ -99,6 +101,13 @@ impl Options {
         }
     }
 
+    /// `--device` (default `cpu`), named as `efea --device` names it.
+    fn device(&self) -> Result<(String, Device), String> {
+        let name: String = self.get("device", "cpu".to_string())?;
+        let device = efea_model::device::parse_device(&name).map_err(|e| e.to_string())?;
+        Ok((name, device))
+    }
+
     fn model_config(&self) -> Result<EfeaNetConfig, String> {
         let preset: Preset = self.get("preset", "full".to_string())?.parse()?;
         let size: usize = self.get("size", 48)?;
@@ -152,7 +161,8 @@ fn train(options: &Options) -> Result<Value, String> {
     let warmup: usize = options.get("warmup", 1)?;
     let steps: usize = options.get("steps", 3)?;
     let min_seconds: f64 = options.get("min-seconds", 0.0)?;
-    let device = Device::flex().autodiff();
+    let (device_name, device) = options.device()?;
+    let device = device.autodiff();
     let mut model: Option<EfeaNet> = Some(config.init(&device));
     let mut optimizer = SgdConfig::new()
         .with_momentum(Some(
@@ -180,6 +190,7 @@ fn train(options: &Options) -> Result<Value, String> {
     Ok(json!({
         "contender": "efea",
         "task": "train",
+        "device": device_name,
         "preset": config.preset_name().map(|p| p.name()),
         "size": config.input_size,
         "batch": batch,
@@ -197,7 +208,7 @@ fn infer(options: &Options) -> Result<Value, String> {
     let warmup: usize = options.get("warmup", 3)?;
     let steps: usize = options.get("steps", 20)?;
     let min_seconds: f64 = options.get("min-seconds", 0.0)?;
-    let device = Device::flex();
+    let (device_name, device) = options.device()?;
     let model = config.init(&device);
     let input = random_input(&config, batch, &device);
     let (done, seconds) = timed(warmup, steps, min_seconds, || {
@@ -207,6 +218,7 @@ fn infer(options: &Options) -> Result<Value, String> {
     Ok(json!({
         "contender": "efea",
         "task": "infer",
+        "device": device_name,
         "preset": config.preset_name().map(|p| p.name()),
         "size": config.input_size,
         "batch": batch,

@@ -10,7 +10,9 @@ use efea_data::DatasetKind;
 use efea_model::Preset;
 use efea_train::{TrainingConfig, ablation, cross_validate};
 
-use crate::train::{DeviceArgs, Progress, RecipeArgs, default_run_dir, user_error};
+use crate::device::DeviceArgs;
+use crate::progress::Progress;
+use crate::train::{RecipeArgs, default_run_dir, user_error};
 
 #[derive(Debug, Args)]
 pub struct CvArgs {

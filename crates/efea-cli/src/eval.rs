@@ -9,7 +9,9 @@ use efea_data::classes::ClassMap;
 use efea_model::checkpoint::CONFIG_FILE;
 use efea_train::{EvalRequest, evaluate_run};
 
-use crate::train::{DeviceArgs, Progress, user_error};
+use crate::device::DeviceArgs;
+use crate::progress::Progress;
+use crate::train::user_error;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {

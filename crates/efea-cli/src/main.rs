@@ -5,10 +5,12 @@
 
 mod cv;
 mod data;
+mod device;
 mod eval;
 mod faces;
 mod model;
 mod predict;
+mod progress;
 mod serve;
 mod train;
 

@@ -71,7 +71,7 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
-    let device = crate::train::parse_device(&args.device)?;
+    let device = crate::device::parse_device(&args.device)?;
     let config = PredictorConfig {
         detect: !args.no_detect,
         max_pixels: args.max_pixels,

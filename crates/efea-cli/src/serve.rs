@@ -39,7 +39,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let device = crate::train::parse_device(&args.device)?;
+    let device = crate::device::parse_device(&args.device)?;
     let predictor_config = PredictorConfig {
         max_pixels: args.max_pixels,
         ..PredictorConfig::default()

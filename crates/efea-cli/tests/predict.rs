@@ -140,6 +140,8 @@ fn jsonl_csv_and_table_say_the_same() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    // One record per image of the folder (blank, crop, group).
+    assert_eq!(records.len(), 3, "{jsonl}");
     let faces: usize = records
         .iter()
         .map(|r| r["faces"].as_array().unwrap().len())
@@ -196,7 +198,9 @@ fn no_detect_classifies_each_image_whole() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    for line in stdout(&output).lines() {
+    let out = stdout(&output);
+    assert_eq!(out.lines().count(), 7, "one record per crop: {out}");
+    for line in out.lines() {
         let record: Value = serde_json::from_str(line).unwrap();
         let faces = record["faces"].as_array().unwrap();
         assert_eq!(faces.len(), 1);

@@ -14,6 +14,7 @@
 pub mod attention;
 pub mod backbone;
 pub mod checkpoint;
+pub mod device;
 mod efea_net;
 pub mod kernels;
 pub mod layers;

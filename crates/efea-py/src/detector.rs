@@ -19,15 +19,10 @@ use crate::errors::{infer_error, one_line, value_error};
 /// batches, and Ctrl-C is checked between rounds.
 const IMAGES_PER_ROUND: usize = 16;
 
-/// A device by name; this build has the CPU backend only (the GPU backends are features of
-/// the CLI's build).
+/// A device by name, as `efea --device` spells it (`efea_model::device`); a backend this
+/// build lacks (the package is built with the CPU backend) is a `ValueError` saying so.
 pub fn parse_device(name: &str) -> PyResult<Device> {
-    match name.trim().to_ascii_lowercase().as_str() {
-        "cpu" | "flex" => Ok(Device::flex()),
-        other => Err(value_error(format!(
-            "device `{other}`: this efea package was built for the CPU only (device=\"cpu\")"
-        ))),
-    }
+    efea_model::device::parse_device(name).map_err(|e| value_error(e.to_string()))
 }
 
 /// One input as the Python half hands it over.

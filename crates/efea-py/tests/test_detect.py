@@ -217,8 +217,10 @@ def test_other_objects_are_type_errors(detector):
 def test_bad_options_and_models_are_named(tmp_path):
     with pytest.raises(ValueError, match="unknown face detector `haar`"):
         efea.Detector(detector="haar")
-    with pytest.raises(ValueError, match="CPU only"):
+    with pytest.raises(ValueError, match="built without CUDA"):
         efea.Detector(device="cuda:0")
+    with pytest.raises(ValueError, match="unknown device `tpu`"):
+        efea.Detector(device="tpu")
     with pytest.raises(ValueError, match="margin 3"):
         efea.Detector(margin=3.0)
     with pytest.raises(efea.ModelError, match="loading the model from"):

@@ -32,6 +32,21 @@ pub fn predictor(config: PredictorConfig) -> Predictor {
     Predictor::new(spec, model, device, config)
 }
 
+/// The bundled mini-XCEPTION, trained on FER2013: its answers depend on the face it is shown,
+/// so a comparison of two answers made with it can fail (a random network's barely move).
+pub fn bundled(config: PredictorConfig) -> Predictor {
+    Predictor::bundled(&Device::flex(), config)
+}
+
+/// The largest difference between two faces' probabilities, class by class.
+pub fn max_difference(a: &efea_infer::Face, b: &efea_infer::Face) -> f32 {
+    a.probabilities
+        .iter()
+        .zip(&b.probabilities)
+        .map(|((_, p), (_, q))| (p - q).abs())
+        .fold(0.0, f32::max)
+}
+
 pub fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
     let mut bytes = Vec::new();
     image
