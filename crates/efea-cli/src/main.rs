@@ -76,9 +76,13 @@ fn main() -> ExitCode {
 
 /// Bad input (datasets, images, checkpoints) exits with 2, everything else with 1.
 fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.chain().any(|cause| cause.is::<efea_data::DataError>()) {
-        2
-    } else {
-        1
-    }
+    let bad_data = |cause: &(dyn std::error::Error + 'static)| {
+        cause.is::<efea_data::DataError>()
+            // A class mismatch is the dataset's (its cause is boxed, so not found by type).
+            || matches!(
+                cause.downcast_ref::<efea_train::TrainError>(),
+                Some(efea_train::TrainError::Classes { .. })
+            )
+    };
+    if err.chain().any(bad_data) { 2 } else { 1 }
 }

@@ -2,13 +2,13 @@
 //! `efea_train::train`; this module also holds what `eval` and `cv` share with it (devices,
 //! recipe flags, the progress observer).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::bail;
 use clap::{Args, ValueEnum};
-use efea_train::config::{FerplusLabels, OptimizerKind, SELECT_HOLDOUT, ScheduleKind};
-use efea_train::{TrainError, TrainingConfig};
+use efea_train::config::{FerplusLabels, OptimizerKind, ScheduleKind};
+use efea_train::{Recipe, RunRequest, TrainError, TrainingConfig};
 
 use crate::device::DeviceArgs;
 use crate::progress::Progress;
@@ -165,78 +165,58 @@ pub enum ScheduleArg {
 }
 
 impl RecipeArgs {
-    /// Applies the flags that were given to `config`.
-    pub fn apply(&self, config: &mut TrainingConfig) {
-        if let Some(preset) = self.preset {
-            config.model = efea_train::cv::with_preset(&config.model, preset.into());
-        }
-        set(&mut config.model.width_mult, self.width);
-        set(&mut config.model.input_size, self.input);
-        set(&mut config.model.dropout, self.dropout);
-        if self.init.is_some() {
-            config.init = self.init.clone();
-        }
-        set(&mut config.epochs, self.epochs);
-        set(&mut config.face.detector, self.detector);
-        set(&mut config.face.margin, self.margin);
-        set(&mut config.face.align, self.align);
-        set(&mut config.batch_size, self.batch_size);
-        let o = &mut config.optimizer;
-        set(&mut o.lr, self.lr);
-        if let Some(kind) = self.optimizer {
-            o.kind = match kind {
+    /// The flags as the library's recipe settings.
+    pub fn recipe(&self) -> Recipe {
+        Recipe {
+            preset: self.preset.map(Into::into),
+            width: self.width,
+            input: self.input,
+            dropout: self.dropout,
+            init: self.init.clone(),
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            optimizer: self.optimizer.map(|kind| match kind {
                 OptimizerArg::Sgd => OptimizerKind::Sgd,
                 OptimizerArg::Adamw => OptimizerKind::Adamw,
-            };
-        }
-        set(&mut o.momentum, self.momentum);
-        set(&mut o.weight_decay, self.weight_decay);
-        if self.clip_grad_norm.is_some() {
-            o.clip_grad_norm = self.clip_grad_norm;
-        }
-        let s = &mut config.schedule;
-        if let Some(kind) = self.schedule {
-            s.kind = match kind {
+            }),
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            schedule: self.schedule.map(|kind| match kind {
                 ScheduleArg::Step => ScheduleKind::Step,
                 ScheduleArg::Cosine => ScheduleKind::Cosine,
                 ScheduleArg::Plateau => ScheduleKind::Plateau,
                 ScheduleArg::Constant => ScheduleKind::Constant,
-            };
-        }
-        set(&mut s.step_size, self.step_size);
-        set(&mut s.gamma, self.gamma);
-        set(&mut s.warmup_epochs, self.warmup_epochs);
-        set(&mut s.min_lr, self.min_lr);
-        set(&mut s.patience, self.patience);
-        set(&mut s.factor, self.factor);
-        let r = &mut config.regularization;
-        set(&mut r.label_smoothing, self.label_smoothing);
-        set(&mut r.mixup_alpha, self.mixup);
-        set(&mut r.cutmix_alpha, self.cutmix);
-        set(&mut r.mix_prob, self.mix_prob);
-        if self.early_stopping.is_some() {
-            config.early_stopping = self.early_stopping;
-        }
-        if self.no_augment {
-            config.augment = efea_data::AugmentConfig::none();
-        }
-        if self.no_tencrop {
-            config.report_tencrop = false;
-        }
-        set(&mut config.balanced_batches, self.balanced_batches);
-        set(&mut config.seed, self.seed);
-        if let Some(labels) = self.ferplus_labels {
-            config.data.ferplus_labels = match labels {
+            }),
+            step_size: self.step_size,
+            gamma: self.gamma,
+            warmup_epochs: self.warmup_epochs,
+            min_lr: self.min_lr,
+            patience: self.patience,
+            factor: self.factor,
+            label_smoothing: self.label_smoothing,
+            mixup: self.mixup,
+            cutmix: self.cutmix,
+            mix_prob: self.mix_prob,
+            clip_grad_norm: self.clip_grad_norm,
+            early_stopping: self.early_stopping,
+            no_augment: self.no_augment,
+            no_tencrop: self.no_tencrop,
+            balanced_batches: self.balanced_batches,
+            seed: self.seed,
+            detector: self.detector,
+            margin: self.margin,
+            align: self.align,
+            ferplus_labels: self.ferplus_labels.map(|labels| match labels {
                 FerplusLabelsArg::Majority => FerplusLabels::Majority,
                 FerplusLabelsArg::Soft => FerplusLabels::Soft,
-            };
+            }),
         }
     }
-}
 
-fn set<T: Clone>(slot: &mut T, value: Option<T>) {
-    if let Some(value) = value {
-        *slot = value;
+    /// Applies the flags that were given to `config`.
+    pub fn apply(&self, config: &mut TrainingConfig) {
+        self.recipe().apply(config);
     }
 }
 
@@ -248,13 +228,7 @@ pub fn user_error(error: TrainError) -> anyhow::Error {
     }
 }
 
-/// The first free `runs/<prefix>-N`.
-pub fn default_run_dir(prefix: &str) -> PathBuf {
-    (1..)
-        .map(|n| Path::new("runs").join(format!("{prefix}-{n}")))
-        .find(|dir| !dir.exists())
-        .expect("some run number is free")
-}
+pub use efea_train::checkpoint::default_run_dir;
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let devices = args.devices.devices()?;
@@ -314,43 +288,26 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 }
 
 /// Defaults (the demo on the synthetic set, else the paper's recipe), then the config file,
-/// then the flags.
+/// then the flags (`efea_train::RunRequest`).
 fn resolve_config(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
-    let demo = args.config.is_none() && args.dataset.as_deref().is_none_or(|d| d == "synth");
-    let mut config = if demo {
-        TrainingConfig::demo()
-    } else {
-        TrainingConfig::paper()
+    let request = RunRequest {
+        dataset: args.dataset.clone(),
+        data: args.data.clone(),
+        config: args.config.clone(),
+        select_on: args.select_on.clone(),
+        holdout: args.holdout,
+        max_train_samples: args.max_train_samples,
+        recipe: args.recipe.recipe(),
     };
-    if let Some(path) = &args.config {
-        config = config.merged(path)?;
+    if let Some(dataset) = &args.dataset
+        && args.data.is_none()
+        && args.config.is_none()
+        && dataset.parse::<efea_data::DatasetKind>()? != efea_data::DatasetKind::Synth
+    {
+        bail!("--dataset {dataset} needs --data PATH");
     }
-    if let Some(dataset) = &args.dataset {
-        config.data.dataset = dataset
-            .parse::<efea_data::DatasetKind>()?
-            .name()
-            .to_string();
-        if args.data.is_none() && config.data.dataset != "synth" && config.data.path.is_none() {
-            bail!("--dataset {dataset} needs --data PATH");
-        }
-    }
-    if args.data.is_some() {
-        config.data.path = args.data.clone();
-    }
-    if let Some(select) = &args.select_on {
-        config.data.select_on = match select.as_str() {
-            "public" | "PublicTest" => "PublicTest".into(),
-            "private" | "PrivateTest" => "PrivateTest".into(),
-            SELECT_HOLDOUT => SELECT_HOLDOUT.into(),
-            other => other.into(),
-        };
-    }
-    set(&mut config.data.holdout_fraction, args.holdout);
-    if args.max_train_samples.is_some() {
-        config.data.max_train_samples = args.max_train_samples;
-    }
-    args.recipe.apply(&mut config);
-    if demo {
+    let config = request.resolve().map_err(user_error)?;
+    if request.is_demo() {
         println!(
             "demo: {}; the paper's recipe is `--dataset fer2013 --data fer2013.csv`",
             config.describe()

@@ -26,5 +26,6 @@ pub use decode::{DEFAULT_MAX_PIXELS, decode};
 pub use error::{ErrorKind, InferError, Result};
 pub use gradcam::{CamMap, LAST_LAYER};
 pub use predictor::{
-    Analysed, Face, ModelInfo, Prediction, Predictor, PredictorConfig, REPORT_FILE, Rect, Timing,
+    Analysed, Face, ImageSource, ModelInfo, Prediction, Predictor, PredictorConfig, REPORT_FILE,
+    Rect, Timing,
 };

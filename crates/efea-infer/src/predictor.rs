@@ -170,6 +170,15 @@ pub struct Prediction {
     pub timing: Timing,
 }
 
+/// One input of [`Predictor::predict_sources`].
+#[derive(Debug, Clone)]
+pub enum ImageSource<'a> {
+    /// The bytes of an image file (decoded as [`Predictor::predict_bytes`] decodes them).
+    Encoded(&'a [u8]),
+    /// Pixels already decoded, upright.
+    Decoded(DynamicImage),
+}
+
 /// An image with its prediction and the network inputs of its faces (kept for Grad-CAM).
 #[derive(Debug, Clone)]
 pub struct Analysed {
@@ -367,7 +376,7 @@ impl Predictor {
     pub fn predict_bytes(&self, bytes: &[u8]) -> Result<Analysed> {
         let staged = self.stage_bytes(bytes)?;
         Ok(self
-            .finish(vec![staged])
+            .finish(vec![staged], self.config.batch_size)
             .pop()
             .expect("one image in, one out"))
     }
@@ -375,7 +384,7 @@ impl Predictor {
     /// Finds and classifies the faces of a decoded image.
     pub fn predict_image(&self, image: DynamicImage) -> Analysed {
         let staged = self.stage(image, Duration::ZERO);
-        self.finish(vec![staged])
+        self.finish(vec![staged], self.config.batch_size)
             .pop()
             .expect("one image in, one out")
     }
@@ -384,9 +393,35 @@ impl Predictor {
     /// all images are classified together in batches of [`PredictorConfig::batch_size`].
     /// One result per input, in order; a bad input fails alone.
     pub fn predict_many<B: AsRef<[u8]> + Sync>(&self, inputs: &[B]) -> Vec<Result<Analysed>> {
-        let staged: Vec<Result<Staged>> = inputs
-            .par_iter()
-            .map(|bytes| isolated(|| self.stage_bytes(bytes.as_ref())))
+        let sources: Vec<ImageSource<'_>> = inputs
+            .iter()
+            .map(|bytes| ImageSource::Encoded(bytes.as_ref()))
+            .collect();
+        self.predict_sources(sources)
+    }
+
+    /// [`Predictor::predict_many`] for inputs of which some are already decoded (the Python
+    /// package's arrays and PIL images beside its paths and bytes): their faces share the
+    /// batches all the same.
+    pub fn predict_sources(&self, sources: Vec<ImageSource<'_>>) -> Vec<Result<Analysed>> {
+        self.predict_sources_in(sources, self.config.batch_size)
+    }
+
+    /// [`Predictor::predict_sources`] with `batch_size` faces per forward pass instead of
+    /// [`PredictorConfig::batch_size`].
+    pub fn predict_sources_in(
+        &self,
+        sources: Vec<ImageSource<'_>>,
+        batch_size: usize,
+    ) -> Vec<Result<Analysed>> {
+        let staged: Vec<Result<Staged>> = sources
+            .into_par_iter()
+            .map(|source| {
+                isolated(|| match source {
+                    ImageSource::Encoded(bytes) => self.stage_bytes(bytes),
+                    ImageSource::Decoded(image) => Ok(self.stage(image, Duration::ZERO)),
+                })
+            })
             .collect();
         let mut ok = Vec::with_capacity(staged.len());
         let mut errors = Vec::with_capacity(staged.len());
@@ -399,7 +434,7 @@ impl Predictor {
                 Err(e) => errors.push(Some(e)),
             }
         }
-        let mut done = self.finish(ok).into_iter();
+        let mut done = self.finish(ok, batch_size).into_iter();
         errors
             .into_iter()
             .map(|error| match error {
@@ -412,11 +447,16 @@ impl Predictor {
     /// Class probabilities of preprocessed inputs (`n * S * S` values, as
     /// [`efea_data::preprocess`] writes them), `n` rows of one probability per class.
     pub fn classify(&self, inputs: &[f32]) -> Vec<Vec<f32>> {
+        self.classify_in(inputs, self.config.batch_size)
+    }
+
+    /// [`Predictor::classify`] with `batch_size` inputs per forward pass.
+    pub fn classify_in(&self, inputs: &[f32], batch_size: usize) -> Vec<Vec<f32>> {
         let size = self.input_size() as usize;
         let per_input = size * size;
         let num_classes = self.classes().len();
         let mut rows = Vec::with_capacity(inputs.len() / per_input);
-        for chunk in inputs.chunks(self.config.batch_size.max(1) * per_input) {
+        for chunk in inputs.chunks(batch_size.max(1) * per_input) {
             let probabilities = softmax(self.network.forward(self.tensor(chunk)), 1)
                 .into_data()
                 .try_into_vec::<f32>()
@@ -538,14 +578,14 @@ impl Predictor {
     }
 
     /// Classifies the faces of all `staged` images together and assembles the results.
-    fn finish(&self, staged: Vec<Staged>) -> Vec<Analysed> {
+    fn finish(&self, staged: Vec<Staged>, batch_size: usize) -> Vec<Analysed> {
         let all_inputs: Vec<f32> = staged
             .iter()
             .flat_map(|s| s.inputs.iter().copied())
             .collect();
         let total_faces: usize = staged.iter().map(|s| s.found.len()).sum();
         let start = Instant::now();
-        let mut rows = self.classify(&all_inputs).into_iter();
+        let mut rows = self.classify_in(&all_inputs, batch_size).into_iter();
         let classify_time = start.elapsed();
         staged
             .into_iter()

@@ -3,7 +3,7 @@
 
 mod common;
 
-use efea_infer::{InferError, PredictorConfig, decode};
+use efea_infer::{ImageSource, InferError, PredictorConfig, decode};
 use image::{
     DynamicImage, GrayImage, ImageBuffer, ImageFormat, Luma, Rgb, RgbImage, Rgba, RgbaImage,
 };
@@ -254,4 +254,21 @@ fn a_bad_file_fails_alone_among_many() {
         results[0].as_ref().unwrap().prediction.faces,
         results[4].as_ref().unwrap().prediction.faces
     );
+}
+
+#[test]
+fn decoded_and_encoded_sources_share_a_call_and_give_the_answers_of_one_image_each() {
+    let predictor = common::predictor(no_detect());
+    let image = DynamicImage::ImageRgb8(picture(60, 40));
+    let png = common::encode(&image, ImageFormat::Png);
+    let results = predictor.predict_sources(vec![
+        ImageSource::Decoded(image.clone()),
+        ImageSource::Encoded(b"not an image"),
+        ImageSource::Encoded(&png),
+    ]);
+    assert_eq!(results.len(), 3);
+    assert!(matches!(results[1], Err(InferError::NotAnImage)));
+    let alone = predictor.predict_image(image).prediction.faces;
+    assert_eq!(results[0].as_ref().unwrap().prediction.faces, alone);
+    assert_eq!(results[2].as_ref().unwrap().prediction.faces, alone);
 }

@@ -211,6 +211,15 @@ pub fn load(
     Ok((model, optimizer, state))
 }
 
+/// The first free `runs/<prefix>-N` (relative to the working directory): where a run goes
+/// when its caller names no directory.
+pub fn default_run_dir(prefix: &str) -> PathBuf {
+    (1..)
+        .map(|n| Path::new("runs").join(format!("{prefix}-{n}")))
+        .find(|dir| !dir.exists())
+        .expect("some run number is free")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

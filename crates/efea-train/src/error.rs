@@ -17,6 +17,16 @@ pub enum TrainError {
     #[error(transparent)]
     Weights(#[from] WeightsError),
 
+    /// The network's classes do not match the dataset's (the source, a
+    /// [`DataError::ClassMismatch`], says how; boxed to keep every `Result` small).
+    #[error("{} on `{dataset}`", model.display())]
+    Classes {
+        model: PathBuf,
+        dataset: String,
+        #[source]
+        source: Box<DataError>,
+    },
+
     /// A file could not be read or written.
     #[error("{}: {message}", path.display())]
     Io { path: PathBuf, message: String },
@@ -46,6 +56,13 @@ pub enum TrainError {
     /// The caller asked the run to stop.
     #[error("training stopped on request after epoch {epoch}")]
     Stopped { epoch: usize },
+
+    /// The caller abandoned the run in the middle of an epoch.
+    #[error(
+        "training interrupted at epoch {epoch}, batch {batch}: the run resumes from its last \
+         epoch's checkpoint"
+    )]
+    Interrupted { epoch: usize, batch: usize },
 
     /// A report or plot could not be drawn.
     #[error("cannot draw {}: {message}", path.display())]
@@ -85,7 +102,11 @@ impl TrainError {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            Self::Data(_) | Self::Weights(_) | Self::Config { .. } | Self::Run { .. }
+            Self::Data(_)
+                | Self::Weights(_)
+                | Self::Classes { .. }
+                | Self::Config { .. }
+                | Self::Run { .. }
         )
     }
 }

@@ -23,12 +23,14 @@ pub mod checkpoint;
 pub mod config;
 pub mod cv;
 mod error;
+pub mod eval_run;
 pub mod evaluate;
 pub mod metrics;
 pub mod objective;
 pub mod observer;
 pub mod optim;
 pub mod plot;
+pub mod recipe;
 pub mod report;
 pub mod schedule;
 pub mod splits;
@@ -37,9 +39,11 @@ mod train;
 pub use config::{DEMO, TrainingConfig};
 pub use cv::{AblationRow, CvOutcome, ablation, cross_validate};
 pub use error::{Result, TrainError};
+pub use eval_run::{EvalOutcome, EvalRequest, evaluate_run};
 pub use evaluate::{EvalSettings, Evaluation, Tta, evaluate};
 pub use metrics::{Confusion, EpochMetrics};
 pub use observer::{BatchProgress, Observer, RunStart, Silent};
+pub use recipe::{Recipe, RunRequest};
 pub use report::{Report, SplitReport};
 pub use train::{
     Fit, TrainOutcome, adopt_classes, epoch_batches, fit, resume, score_splits, throughput, train,

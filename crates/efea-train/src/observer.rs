@@ -53,6 +53,13 @@ pub trait Observer {
     fn should_stop(&mut self) -> bool {
         false
     }
+    /// Asked after every training batch; `true` abandons the run there with
+    /// [`TrainError::Interrupted`](crate::TrainError::Interrupted) (the last epoch's checkpoint
+    /// is kept, so the run resumes from it): how a caller honours a user's interrupt, such as
+    /// Ctrl-C in Python, without waiting for the epoch's end.
+    fn should_abort(&mut self) -> bool {
+        false
+    }
 }
 
 /// Ignores everything.

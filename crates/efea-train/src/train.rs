@@ -280,6 +280,12 @@ pub fn fit(
                 images_per_sec: seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
                 lr,
             });
+            if observer.should_abort() {
+                return Err(TrainError::Interrupted {
+                    epoch: epoch + 1,
+                    batch: b + 1,
+                });
+            }
         }
         let train_seconds = started.elapsed().as_secs_f64();
 

@@ -388,3 +388,39 @@ fn damaged_foreign_and_other_architecture_checkpoints_are_one_line_errors() {
     let err = one_line_naming("another architecture");
     assert!(err.contains("architecture"), "{err}");
 }
+
+/// Abandons the run after a number of batches of the second epoch.
+struct AbortAt {
+    epoch: usize,
+    batch: usize,
+    current: (usize, usize),
+}
+
+impl Observer for AbortAt {
+    fn batch_done(&mut self, progress: &efea_train::BatchProgress) {
+        self.current = (progress.epoch, progress.batch);
+    }
+    fn should_abort(&mut self) -> bool {
+        self.current == (self.epoch, self.batch)
+    }
+}
+
+#[test]
+fn an_abort_mid_epoch_stops_at_that_batch_and_keeps_the_last_epoch_s_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny(Preset::Plain, 3);
+    config.data.path = Some("count=140,level=easy".into());
+    let run = dir.path().join("run");
+    let mut observer = AbortAt {
+        epoch: 2,
+        batch: 3,
+        current: (0, 0),
+    };
+    let error = train(config, &run, &cpu(), &mut observer).unwrap_err();
+    assert!(
+        matches!(error, TrainError::Interrupted { epoch: 2, batch: 3 }),
+        "{error}"
+    );
+    assert!(checkpoint::latest(&run).unwrap().ends_with("epoch-0001"));
+    assert!(resume(&run, &cpu(), &mut Silent).is_ok());
+}
