@@ -11,6 +11,7 @@ mod model;
 mod predict;
 mod serve;
 mod train;
+mod video;
 
 use std::process::ExitCode;
 
