@@ -98,9 +98,13 @@ pub fn probe(path: &Path, tools: &Tools) -> Result<VideoInfo> {
         .map_err(|e| VideoError::spawn(&tools.ffprobe, path, e))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
+        // ffprobe starts its message with the file name, which the error already gives.
+        let prefix = format!("{}: ", path.display());
         return Err(VideoError::NotAVideo {
             path: path.to_path_buf(),
-            reason: last_line(&stderr).unwrap_or_else(|| format!("ffprobe {}", output.status)),
+            reason: last_line(&stderr)
+                .map(|line| line.strip_prefix(&prefix).unwrap_or(&line).to_string())
+                .unwrap_or_else(|| format!("ffprobe {}", output.status)),
         });
     }
     let probe_error = |entry: &str, message: &str| VideoError::Probe {
@@ -192,6 +196,16 @@ fn last_line(text: &str) -> Option<String> {
         .map(str::trim)
         .rfind(|l| !l.is_empty())
         .map(str::to_string)
+}
+
+/// An ffmpeg log line without the address of the component that wrote it
+/// (`[h264 @ 0x55d0c0a8] error` reads `[h264] error`).
+fn readable(line: &str) -> String {
+    let line = line.trim();
+    match (line.find(" @ 0x"), line.find(']')) {
+        (Some(at), Some(end)) if at < end => format!("{}{}", &line[..at], &line[end..]),
+        _ => line.to_string(),
+    }
 }
 
 /// One decoded frame.
@@ -327,7 +341,7 @@ impl Decoder {
             let mut lines = Vec::new();
             for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
                 if lines.len() < STDERR_LINES && !line.trim().is_empty() {
-                    lines.push(line.trim().to_string());
+                    lines.push(readable(&line));
                 }
             }
             lines
@@ -459,6 +473,15 @@ mod tests {
         assert_eq!(parse_rate("0/0"), None);
         assert_eq!(parse_rate("25"), Some(25.0));
         assert_eq!(parse_rate("x"), None);
+    }
+
+    #[test]
+    fn ffmpeg_lines_lose_their_addresses() {
+        assert_eq!(
+            readable("[h264 @ 0x560988868780] left block unavailable"),
+            "[h264] left block unavailable"
+        );
+        assert_eq!(readable("  plain line "), "plain line");
     }
 
     #[test]

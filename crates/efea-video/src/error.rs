@@ -38,9 +38,11 @@ pub enum VideoError {
     /// `--start` / `--end` outside the video or the wrong way round.
     #[error("{}: {message}", path.display())]
     Range { path: PathBuf, message: String },
-    /// Decoding stopped before the end of the video: the frames before `at` were analysed.
+    /// Decoding met errors, or stopped before the end of the video: the frames before `at`
+    /// were analysed (a decoder conceals damage inside a stream and goes on, so `at` can be
+    /// the end).
     #[error(
-        "{}: damaged or truncated video: decoding stopped at {}{}: {reason}",
+        "{}: damaged or truncated video: decoded up to {}{}: {reason}",
         path.display(),
         clock(*at),
         expected.map(|e| format!(" of {}", clock(e))).unwrap_or_default()
