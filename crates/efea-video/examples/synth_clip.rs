@@ -1,5 +1,6 @@
 //! Writes a generated clip (see `efea_video::scene`): synthetic faces moving over a textured
-//! background, each changing expression every 1.5 s, encoded by ffmpeg. Used by
+//! background, each changing expression every 1.5 s, with a sine tone as audio, encoded by
+//! ffmpeg. Used by
 //! `bench/video/run.sh` and for trying `efea predict` on a video without one at hand.
 //!
 //! `cargo run --release -p efea-video --example synth_clip -- OUT.mp4 [FACES] [WIDTHxHEIGHT] [SECONDS] [FPS]`
@@ -29,25 +30,20 @@ fn main() -> ExitCode {
         .unwrap_or((640u32, 480u32));
     let seconds = number(3, 10.0);
     let fps = number(4, 30.0) as u32;
-    let side = (height / 4).clamp(48, 160);
-    // Faces on a grid of lanes, each drifting back and forth across its lane.
-    let columns = ((width / (side * 3 / 2)).max(1)) as usize;
+    let side = (height / 5).clamp(48, 160);
+    // Faces on a grid below the legend of annotated frames, all drifting the same way and
+    // back, so none hides another.
+    let pitch = side as f64 * 1.6;
+    let columns = ((width as f64 - 60.0) / pitch).max(1.0) as usize;
     let actors = (0..faces)
         .map(|i| {
             let (col, row) = ((i % columns) as f64, (i / columns) as f64);
-            let x = 10.0 + col * (side as f64 * 1.5);
-            let y = 10.0 + row * (side as f64 * 1.4);
-            let speed = if i % 2 == 0 { 12.0 } else { -12.0 };
+            let (x, y) = (20.0 + col * pitch, 110.0 + row * pitch);
+            let speed = 10.0;
             Actor {
                 legs: vec![
-                    (0.0, x + 20.0, y, speed, 0.0),
-                    (
-                        seconds / 2.0,
-                        x + 20.0 + speed * seconds / 2.0,
-                        y,
-                        -speed,
-                        0.0,
-                    ),
+                    (0.0, x, y, speed, 0.0),
+                    (seconds / 2.0, x + speed * seconds / 2.0, y, -speed, 0.0),
                 ],
                 ..Actor::straight(i, vec![i % 7, (i + 3) % 7, (i + 5) % 7], (x, y), (0.0, 0.0))
             }

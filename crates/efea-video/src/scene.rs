@@ -57,6 +57,11 @@ impl Actor {
         (x0 + vx * (time - t0), y0 + vy * (time - t0))
     }
 
+    /// The face of the synthetic set that shows this actor with `expression`.
+    pub fn face_index(&self, expression: usize) -> usize {
+        self.person * CLASSES + expression
+    }
+
     pub fn expression(&self, time: f64) -> usize {
         let turn = (time / self.seconds_per_expression).floor().max(0.0) as usize;
         self.expressions[turn % self.expressions.len()]
@@ -94,7 +99,8 @@ impl Scene {
         (self.seconds * self.fps as f64).round() as u64
     }
 
-    fn synth(&self) -> SynthConfig {
+    /// The synthetic set the faces come from.
+    pub fn synth(&self) -> SynthConfig {
         SynthConfig {
             count: CLASSES * 40,
             seed: self.seed,
@@ -154,7 +160,7 @@ impl Scene {
         });
         let config = self.synth();
         for (truth, actor) in self.truth(index).iter().zip(&self.actors) {
-            let face = synth::render(&config, actor.person * CLASSES + truth.label);
+            let face = synth::render(&config, actor.face_index(truth.label));
             image::imageops::replace(
                 &mut canvas,
                 &face,

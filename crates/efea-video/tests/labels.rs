@@ -1,6 +1,7 @@
 //! Labels over time: a small network trained here on easy synthetic faces (other people than
 //! the clip's, as efea-infer's scenes test does), then a clip where two people change
-//! expression every 1.5 s. The smoothed track label is scored against the expression shown.
+//! expression every 1.5 s. The smoothed track label is scored against the expression shown,
+//! and against the network's accuracy on the same faces as ready crops.
 
 mod common;
 
@@ -49,17 +50,40 @@ fn smoothed_track_labels_follow_the_expressions_shown() {
     .unwrap();
 
     let scene = Scene {
-        width: 400,
+        width: 420,
         height: 200,
         fps: 25,
         seconds: 10.5,
         side: 96,
         seed: 21,
         actors: vec![
-            Actor::straight(5, vec![3, 0, 5, 6, 4, 1, 2], (20.0, 40.0), (8.0, 0.0)),
-            Actor::straight(8, vec![5, 2, 3, 4, 6, 0, 1], (260.0, 60.0), (-8.0, 0.0)),
+            Actor::straight(5, vec![3, 0, 5, 6, 4, 1, 2], (10.0, 40.0), (3.0, 0.0)),
+            Actor::straight(8, vec![5, 2, 3, 4, 6, 0, 1], (150.0, 70.0), (-3.0, 0.0)),
+            Actor::straight(11, vec![6, 4, 1, 2, 3, 5, 0], (300.0, 50.0), (2.0, 0.0)),
         ],
     };
+    // What the network says of each face as a ready crop: its known accuracy on these faces.
+    let crops = Predictor::load(
+        &run,
+        &Device::flex(),
+        PredictorConfig {
+            detect: false,
+            ..PredictorConfig::default()
+        },
+    )
+    .unwrap();
+    let synth = scene.synth();
+    let crop_right = |actor: usize, label: usize| -> bool {
+        let face = efea_data::synth::render(&synth, scene.actors[actor].face_index(label));
+        let faces = crops
+            .predict_image(image::DynamicImage::ImageLuma8(face))
+            .prediction
+            .faces;
+        faces[0].class == label
+    };
+    let crop_right: Vec<Vec<bool>> = (0..scene.actors.len())
+        .map(|a| (0..7).map(|label| crop_right(a, label)).collect())
+        .collect();
     let path = dir.path().join("expressions.mp4");
     scene.encode(&path, &tools, false).unwrap();
     let info = probe(&path, &tools).unwrap();
@@ -74,11 +98,15 @@ fn smoothed_track_labels_follow_the_expressions_shown() {
     };
     let analysis = analyse(&predictor, &info, &video, &mut NoSink).unwrap();
     let followed = common::followed(&scene, &analysis);
-    assert!(followed.iter().all(|f| f.recall() >= 0.9 && f.kept() >= 0.95));
+    assert!(
+        followed
+            .iter()
+            .all(|f| f.recall() >= 0.9 && f.kept() >= 0.95)
+    );
 
     // Frames within 0.5 s after a change of expression are left out: the smoothing needs
     // that long to follow (by design: it is what removes the flicker).
-    let (mut smoothed_right, mut raw_right, mut scored) = (0, 0, 0);
+    let (mut smoothed_right, mut raw_right, mut as_crops, mut scored) = (0, 0, 0, 0);
     for track in &analysis.tracks {
         for o in &track.observations {
             let Some(truth) = scene
@@ -95,16 +123,32 @@ fn smoothed_track_labels_follow_the_expressions_shown() {
             scored += 1;
             smoothed_right += usize::from(o.class == truth.label);
             raw_right += usize::from(o.raw_class == truth.label);
+            as_crops += usize::from(crop_right[truth.actor][truth.label]);
         }
     }
     let smoothed = smoothed_right as f64 / scored as f64;
     let raw = raw_right as f64 / scored as f64;
+    let crop = as_crops as f64 / scored as f64;
     eprintln!(
-        "seed {}: held-out accuracy {held_out:.3}; {scored} observations scored: smoothed {smoothed:.3}, raw {raw:.3}",
+        "seed {}: held-out accuracy {held_out:.3}; {scored} observations scored: smoothed \
+         {smoothed:.3}, raw {raw:.3}, the same faces as crops {crop:.3}",
         seed()
     );
-    // Seven classes: chance is 14 %. Measured over training seeds 1-3 (debug build): see the
-    // spread below; the bar sits under the worst seed.
-    assert!(smoothed > 0.3, "smoothed track accuracy {smoothed:.3}");
-    assert!(smoothed >= raw - 0.05, "smoothed {smoothed:.3} against raw {raw:.3}");
+    // Measured over training seeds 1-3 (debug build): SPREAD. The network is small and briefly
+    // trained, so its accuracy moves a lot between seeds; the bars are tied to its known
+    // accuracy on these very faces as ready crops, and sit under the worst seed: the tracked,
+    // smoothed label may lose the framing cost of detection (efea-infer's scenes test
+    // measured 0.22 on stills) but no more, and smoothing must not lose accuracy.
+    assert!(
+        smoothed >= crop - 0.3,
+        "smoothed {smoothed:.3} against crops {crop:.3}"
+    );
+    assert!(
+        smoothed >= raw - 0.05,
+        "smoothed {smoothed:.3} against raw {raw:.3}"
+    );
+    assert!(
+        smoothed > 1.0 / 7.0,
+        "smoothed {smoothed:.3}, chance is 0.143"
+    );
 }
