@@ -5,7 +5,8 @@
 # with `--every 3` on 2 cores. `bench/video/run.sh [SECONDS]` (clip length, default 20).
 # Prints a markdown table and appends it, with the CPU, the load and the date, to
 # bench/video/results.md. Needs ffmpeg. EFEA_BENCH_PROFILE=dev uses the debug build (whose
-# dependencies, Burn and the detectors, are optimised anyway) instead of building release.
+# dependencies, Burn and the detectors, are optimised anyway) instead of building release;
+# EFEA_BENCH_BIN=DIR takes `efea` and `examples/synth_clip` from DIR without building.
 set -euo pipefail
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,7 +16,9 @@ PROFILE="${EFEA_BENCH_PROFILE:-release}"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 command -v ffmpeg >/dev/null || { echo "bench/video: ffmpeg not found: apt-get install ffmpeg" >&2; exit 1; }
-if [[ "$PROFILE" == release ]]; then
+if [[ -n "${EFEA_BENCH_BIN:-}" ]]; then
+    BIN="$EFEA_BENCH_BIN"                 # prebuilt: efea and examples/synth_clip there
+elif [[ "$PROFILE" == release ]]; then
     cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p efea-cli -p efea-video --example synth_clip
     BIN="$TARGET/release"
 else

@@ -134,11 +134,18 @@ fn smoothed_track_labels_follow_the_expressions_shown() {
          {smoothed:.3}, raw {raw:.3}, the same faces as crops {crop:.3}",
         seed()
     );
-    // Measured over training seeds 1-3 (debug build): SPREAD. The network is small and briefly
-    // trained, so its accuracy moves a lot between seeds; the bars are tied to its known
-    // accuracy on these very faces as ready crops, and sit under the worst seed: the tracked,
-    // smoothed label may lose the framing cost of detection (efea-infer's scenes test
-    // measured 0.22 on stills) but no more, and smoothing must not lose accuracy.
+    // Measured over training seeds 1, 2, 3 (debug build, 2026-12-04; 264 observations each):
+    //   held-out accuracy  0.373 0.365 0.317
+    //   smoothed track     0.307 0.189 0.223
+    //   raw per frame      0.292 0.205 0.242
+    //   same faces, crops  0.292 0.341 0.189
+    // The network is small and briefly trained, on the edge of learning, so its accuracy
+    // moves a lot between seeds: a fixed bar would pass or fail by the seed. The bars are tied
+    // to its known accuracy on these very faces as ready crops and to the raw labels, and sit
+    // under the worst seed (smoothed - crops: +0.015, -0.152, +0.034; smoothed - raw: +0.015,
+    // -0.016, -0.019): the tracked, smoothed label may lose the framing cost of detection
+    // (efea-infer's scenes test measured 0.22 on stills) but no more, smoothing must not lose
+    // accuracy, and the result must beat chance.
     assert!(
         smoothed >= crop - 0.3,
         "smoothed {smoothed:.3} against crops {crop:.3}"
