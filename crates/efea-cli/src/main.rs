@@ -14,6 +14,7 @@ mod predict;
 mod progress;
 mod serve;
 mod train;
+mod video;
 
 use std::process::ExitCode;
 

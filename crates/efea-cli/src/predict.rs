@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 
 use crate::faces::ModelArgs;
+use crate::video::VideoArgs;
 use efea_infer::Face;
 use efea_infer::inputs::{self, Input};
 use efea_infer::{
@@ -38,17 +39,20 @@ pub struct PredictArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Images, folders (searched recursively for jpg, jpeg, png, bmp, webp, tiff, gif) or `-`
-    /// for standard input.
+    /// for standard input; or one video (mp4, mkv, mov, webm, avi, ...: anything FFmpeg
+    /// reads), analysed over time per tracked face.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
+    /// Videos: one row per (analysed frame, track); `json` is for images only.
     #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
+    pub format: Format,
     /// Each image is already a face crop (as FER2013's 48x48 images): no detection.
     #[arg(long)]
     no_detect: bool,
-    /// Write each image with boxes, labels and probability bars to DIR.
-    #[arg(long, value_name = "DIR")]
-    annotate: Option<PathBuf>,
+    /// Write each image with boxes, labels and probability bars to DIR; for a video, the
+    /// annotated video to this file (boxes, track ids, labels; the audio copied).
+    #[arg(long, value_name = "DIR|VIDEO")]
+    pub annotate: Option<PathBuf>,
     /// Write a Grad-CAM overlay per face (predicted class) to DIR.
     #[arg(long, value_name = "DIR")]
     cam: Option<PathBuf>,
@@ -61,13 +65,15 @@ pub struct PredictArgs {
     max_pixels: u64,
     /// Faces per forward pass.
     #[arg(long, default_value_t = 32)]
-    batch_size: usize,
+    pub batch_size: usize,
     /// cpu, wgpu, wgpu:N, cuda:N or tch[:cuda:N] (GPU backends need the matching feature).
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Print faces/s and the time per image split into decode, detection and classification.
     #[arg(long, short)]
-    verbose: bool,
+    pub verbose: bool,
+    #[command(flatten)]
+    pub video: VideoArgs,
 }
 
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
@@ -79,6 +85,27 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         cam_layer: usize::from(args.cam_layer),
         ..PredictorConfig::default()
     };
+    let videos: Vec<&PathBuf> = args
+        .paths
+        .iter()
+        .filter(|p| efea_video::is_video_path(p) && !p.is_dir())
+        .collect();
+    if let Some(video) = videos.first() {
+        if args.paths.len() > 1 {
+            bail!(
+                "{}: a video is analysed alone: give one video, or images and folders",
+                video.display()
+            );
+        }
+        if args.no_detect || args.cam.is_some() {
+            bail!("--no-detect and --cam are for images, not videos");
+        }
+        let predictor = args.model.load(&device, config)?;
+        return crate::video::run(&args, predictor, video);
+    }
+    if let Some(flag) = args.video.first_given() {
+        bail!("{flag} applies to videos; the inputs are images");
+    }
     let load_start = Instant::now();
     let predictor = args.model.load(&device, config)?;
     let load_time = load_start.elapsed();
