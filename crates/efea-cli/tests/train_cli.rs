@@ -24,6 +24,8 @@ const TINY: &[&str] = &[
     "2",
     "--batch-size",
     "16",
+    "--optimizer",
+    "sgd",
     "--lr",
     "0.05",
     "--no-tencrop",

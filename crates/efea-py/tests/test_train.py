@@ -13,7 +13,7 @@ import pytest
 
 import efea
 
-TINY = dict(width=0.25, input=32, batch_size=16, lr=0.05, no_tencrop=True)
+TINY = dict(width=0.25, input=32, batch_size=16, optimizer="sgd", lr=0.05, no_tencrop=True)
 
 
 def test_train_returns_the_report_it_wrote(tiny_run):
