@@ -17,9 +17,12 @@ use crate::report::SplitReport;
 
 /// DejaVu Sans 2.37 (Bitstream Vera license, see `assets/DejaVuSans-LICENSE.txt`).
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
-const FAMILY: &str = "sans-serif";
+/// The font family every chart efea draws uses (training curves, confusion matrices, video
+/// timelines), after [`register_font`]: text looks the same everywhere, no system font lookup.
+pub const FAMILY: &str = "sans-serif";
 
-fn register_font() {
+/// Registers the compiled-in font as [`FAMILY`] with plotters (once per process).
+pub fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The font is compiled in and known to parse; a failure would show as missing text.

@@ -160,17 +160,8 @@ fn truncate(value: &str, max: usize) -> &str {
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a reader
 /// sees the old file or the whole new one.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_beside(path);
-    let result = (|| -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(|e| VideoError::io(path, "writing", e))
+    efea_model::checkpoint::write_atomic(path, bytes)
+        .map_err(|e| VideoError::io(path, "writing", e))
 }
 
 /// A hidden temporary name beside `path` with the same extension (ffmpeg picks the container

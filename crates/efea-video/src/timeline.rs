@@ -14,19 +14,7 @@ use crate::error::{Result, VideoError};
 use crate::summary::write_atomic;
 use crate::time::clock;
 
-/// DejaVu Sans 2.37, the font of efea-train's charts (Bitstream Vera license, see
-/// `crates/efea-train/assets/DejaVuSans-LICENSE.txt`): text looks the same in every picture
-/// efea draws, and no system font is looked up.
-static FONT: &[u8] = include_bytes!("../../efea-train/assets/DejaVuSans.ttf");
-const FAMILY: &str = "sans-serif";
-
-fn register_font() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // The font is compiled in and known to parse; a failure would show as missing text.
-        let _ = plotters::style::register_font(FAMILY, FontStyle::Normal, FONT);
-    });
-}
+use efea_train::plot::{FAMILY, register_font};
 
 const WIDTH: u32 = 1400;
 const HEADER: u32 = 56;
