@@ -1,0 +1,163 @@
+//! Depthwise convolution: flex's forward pass, our two backward passes.
+
+use burn::backend::Flex;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops};
+use burn::backend::flex::FlexTensor;
+use burn::tensor::Tensor;
+
+use super::{contiguous, conv_op, dims4, new_tensor, values};
+use burn::backend::ops::{ConvOptions, ModuleOps};
+
+use super::cpu::{self, Depthwise};
+
+/// The forward pass is flex's own depthwise fast path (a direct convolution per plane, faster
+/// than [`cpu::depthwise_forward`] on the small planes of the deep stages); the backward
+/// passes are ours.
+fn depthwise_forward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    g: Depthwise,
+) -> FlexTensor {
+    let options = ConvOptions::new([g.stride; 2], [g.pad; 2], [1, 1], g.c);
+    contiguous(Flex::conv2d(x, weight, bias, options))
+}
+
+#[derive(Debug, Clone)]
+struct DepthwiseState {
+    x: FlexTensor,
+    weight: FlexTensor,
+    geometry: Depthwise,
+}
+
+impl DepthwiseState {
+    fn grads(&self, grad: &FlexTensor, want_x: bool, want_params: bool) -> DepthwiseGrads {
+        let g = self.geometry;
+        let dx = want_x.then(|| {
+            new_tensor(
+                cpu::depthwise_backward_input(values(grad), values(&self.weight), g),
+                &[g.n, g.c, g.h, g.w],
+            )
+        });
+        let params = want_params.then(|| {
+            let (dw, db) = cpu::depthwise_backward_params(values(&self.x), values(grad), g);
+            (
+                new_tensor(dw, &[g.c, 1, g.kernel, g.kernel]),
+                new_tensor(db, &[g.c]),
+            )
+        });
+        DepthwiseGrads { dx, params }
+    }
+}
+
+struct DepthwiseGrads {
+    dx: Option<FlexTensor>,
+    params: Option<(FlexTensor, FlexTensor)>,
+}
+
+#[derive(Debug)]
+struct DepthwiseBackward;
+
+impl Backward<Flex, 2> for DepthwiseBackward {
+    type State = DepthwiseState;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w] = ops.parents;
+        let grad = contiguous(grads.consume::<Flex>(&ops.node));
+        let out = ops.state.grads(&grad, node_x.is_some(), node_w.is_some());
+        if let (Some(node), Some(dx)) = (node_x, out.dx) {
+            grads.register::<Flex>(node.id, dx);
+        }
+        if let (Some(node), Some((dw, _))) = (node_w, out.params) {
+            grads.register::<Flex>(node.id, dw);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct DepthwiseBiasBackward;
+
+impl Backward<Flex, 3> for DepthwiseBiasBackward {
+    type State = DepthwiseState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let grad = contiguous(grads.consume::<Flex>(&ops.node));
+        let want_params = node_w.is_some() || node_b.is_some();
+        let out = ops.state.grads(&grad, node_x.is_some(), want_params);
+        if let (Some(node), Some(dx)) = (node_x, out.dx) {
+            grads.register::<Flex>(node.id, dx);
+        }
+        if let Some((dw, db)) = out.params {
+            if let Some(node) = node_w {
+                grads.register::<Flex>(node.id, dw);
+            }
+            if let Some(node) = node_b {
+                grads.register::<Flex>(node.id, db);
+            }
+        }
+    }
+}
+
+/// A depthwise convolution (`groups == C_in == C_out`, square kernel, symmetric padding),
+/// differentiable on `Autodiff<Flex>`; `None` when `x` does not route to the kernels.
+///
+/// # Shapes
+/// `x`: `[N, C, H, W]`, `weight`: `[C, 1, k, k]`, `bias`: `[C]` -> `[N, C, H', W']`
+pub fn depthwise_conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    stride: usize,
+    padding: usize,
+) -> Option<Tensor<4>> {
+    let geometry = |x: &FlexTensor, w: &FlexTensor| {
+        let [n, c, h, wd] = dims4(x);
+        let [_, _, kernel, _] = dims4(w);
+        Depthwise {
+            n,
+            c,
+            h,
+            w: wd,
+            kernel,
+            stride,
+            pad: padding,
+        }
+    };
+    let run = |x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>| {
+        let g = geometry(x, w);
+        let y = depthwise_forward(x.clone(), w.clone(), b.cloned(), g);
+        let state = DepthwiseState {
+            x: x.clone(),
+            weight: w.clone(),
+            geometry: g,
+        };
+        (y, state)
+    };
+    conv_op(
+        x,
+        weight,
+        bias,
+        run,
+        DepthwiseBackward,
+        DepthwiseBiasBackward,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::kernels::test_support::assert_conv_equals_the_plain_path;
+
+    #[test]
+    fn depthwise_equals_the_plain_path_with_gradients() {
+        // (C_in, C_out, k, stride, pad, groups, H): stride 2 on even and odd sizes.
+        assert_conv_equals_the_plain_path(&[
+            (6, 6, 3, 1, 1, 6, 9),
+            (6, 6, 3, 2, 1, 6, 9),
+            (6, 6, 3, 2, 1, 6, 8),
+            (4, 4, 1, 1, 0, 4, 5),
+        ]);
+    }
+}
