@@ -29,6 +29,9 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 EFEA = ROOT / "target" / "release" / "efea-bench"
+# efea-bench built with Burn's libtorch backend (run.sh --tch), in its own target directory so
+# that the flex contender stays the plain build.
+EFEA_TCH = ROOT / "target" / "tch" / "release" / "efea-bench"
 PYTHON = BENCH / ".venv" / "bin" / "python"
 TORCH = BENCH / "bench_torch.py"
 # Inside the git-ignored venv: exported models are build products of the Python side.
@@ -66,6 +69,8 @@ def contender_command(contender: str, case: dict, s: dict) -> list[str]:
     common = ["--preset", preset, "--size", str(size), "--batch", str(batch)] + budget
     if contender == "efea":
         return [str(EFEA), task] + common
+    if contender == "efea-tch":
+        return [str(EFEA_TCH), task, "--device", "tch"] + common
     if contender == "torch":
         return [str(PYTHON), str(TORCH), task, "--runtime", "torch"] + common
     onnx = ONNX_DIR / f"{preset}-{size}-b{batch}.onnx"
@@ -123,6 +128,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and shorter runs (< 15 minutes)")
     parser.add_argument("--only", choices=["train", "infer"], help="run one half only (for development)")
+    parser.add_argument("--tch", action="store_true",
+                        help="add efea on Burn's libtorch backend (CPU) to the training rows (run.sh --tch builds it)")
     args = parser.parse_args()
     s = settings(args.quick)
 
@@ -130,7 +137,8 @@ def main() -> None:
     if args.only != "infer":
         for size in (48, 96):
             for preset in s["presets"]:
-                cases.append(dict(task="train", preset=preset, size=size, batch=64, contenders=["efea", "torch"]))
+                contenders = ["efea", "torch"] + (["efea-tch"] if args.tch else [])
+                cases.append(dict(task="train", preset=preset, size=size, batch=64, contenders=contenders))
     if args.only != "train":
         for preset in s["infer_presets"]:
             for batch in (1, 64):
@@ -187,6 +195,12 @@ def main() -> None:
             e, t = f["efea"][0], f["torch"][0]
             lines.append(f"| {name} | {fmt(e)} | {fmt(t)} | - | {fmt(e / t, 2)}x | - | "
                          f"{fmt(f['efea'][2], 0)} / {fmt(f['torch'][2], 0)} / - |")
+            if "efea-tch" in f:
+                # The same network on Burn's libtorch backend: PyTorch's own CPU kernels under
+                # Burn's autodiff, the obvious comparison to PyTorch itself.
+                e = f["efea-tch"][0]
+                lines.append(f"| {name}, efea on `tch` (libtorch CPU) | {fmt(e)} | {fmt(t)} | - | {fmt(e / t, 2)}x | - | "
+                             f"{fmt(f['efea-tch'][2], 0)} / {fmt(f['torch'][2], 0)} / - |")
         elif case["batch"] == 1:
             name = f"infer {case['preset']} 48x48 b1 (ms, lower is better)"
             e, t, o = f["efea"][1], f["torch"][1], f["ort"][1]

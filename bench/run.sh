@@ -26,4 +26,18 @@ fi
 echo "bench: building efea-bench (release)" >&2
 cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p efea-bench
 
+# --tch: also efea on Burn's libtorch backend (CPU), built against the torch 2.9.0 wheel that
+# tests/tch/run.sh installs (target/tch-venv), into target/tch/ (a second release build).
+if [[ " $* " == *" --tch "* ]]; then
+    TCH_VENV="${EFEA_TCH_VENV:-$ROOT/target/tch-venv}"
+    if ! "$TCH_VENV/bin/python" -c "import sys, torch; sys.exit(torch.__version__.split('+')[0] != '2.9.0')" 2>/dev/null; then
+        python3 -m venv "$TCH_VENV" && "$TCH_VENV/bin/pip" install -q torch==2.9.0
+    fi
+    echo "bench: building efea-bench --features tch (release)" >&2
+    LIBTORCH_USE_PYTORCH=1 PATH="$TCH_VENV/bin:$PATH" cargo build --release --quiet \
+        --manifest-path "$ROOT/Cargo.toml" --target-dir "$ROOT/target/tch" -p efea-bench --features tch
+    torch_lib=$("$TCH_VENV/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+    export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+
 exec "$VENV/bin/python" "$BENCH/run.py" "$@"

@@ -12,6 +12,7 @@ and the torchvision import fixture under `tests/fixtures/import/`.
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -118,6 +119,97 @@ def round_to_half(module: nn.Module) -> None:
         for t in list(module.parameters()) + list(module.buffers()):
             if t.is_floating_point():
                 t.copy_(t.half().float())
+
+
+def kinked_bns(module: nn.Module) -> Dict[str, Sequence[float]]:
+    """The BNs whose output goes straight into a ReLU6 (kinks at 0 and 6) or a ReLU (kink at
+    0), by name: conv_bn_relu6's `Sequential(conv, BN, ReLU6)`, ULSAM's `dw_bn`/`pw_bn`, MSCA's
+    lateral `bn` and each MS-CAM branch's `bn1`."""
+    kinks: Dict[str, Sequence[float]] = {}
+    for name, m in module.named_modules():
+        children = list(m.children())
+        if (
+            isinstance(m, nn.Sequential)
+            and len(children) == 3
+            and isinstance(children[1], nn.BatchNorm2d)
+            and isinstance(children[2], nn.ReLU6)
+        ):
+            kinks[f"{name}.1"] = (0.0, 6.0)
+    for name, m in module.named_modules():
+        if isinstance(m, nn.BatchNorm2d) and name.rsplit(".", 1)[-1] in ("dw_bn", "pw_bn", "bn1"):
+            kinks[name] = (0.0,)
+        elif isinstance(m, nn.BatchNorm2d) and ".lateral." in name:
+            kinks[name] = (0.0,)
+    return kinks
+
+
+def widest_shift(values: torch.Tensor, kinks: Sequence[float], reach: float) -> float:
+    """The shift `s` in `[-reach, reach]` that puts every value of `values + s` as far as it
+    can be from every kink: the middle of the widest gap between the shifts that land some
+    value on some kink."""
+    hits = torch.cat([k - values for k in kinks])
+    hits = hits[(hits > -reach) & (hits < reach)]
+    points = torch.sort(torch.cat([hits, torch.tensor([-reach, reach], dtype=hits.dtype)]))[0]
+    gaps = points[1:] - points[:-1]
+    i = int(torch.argmax(gaps))
+    return float((points[i] + points[i + 1]) / 2)
+
+
+def keep_off_kinks(model: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> Dict[str, float]:
+    """Shift the beta of every BN that feeds a ReLU or ReLU6, channel by channel, so that in
+    the train-mode forward of `x` no activation input sits near a kink.
+
+    A ReLU6 input within float32 round-off of 0 or 6 passes its gradient on one backend and
+    not on another; a train-mode BN over the few positions of a deep layer then spreads that
+    one difference over its channel (one such input of `features.18` moved the stem's gradient
+    by 8 % on wgpu). Betas are moved by at most 0.1 (they are drawn as 0.1 * randn) to
+    representable values of `dtype`, in forward order within one float64 pass (each hook
+    shifts its output by what it added to beta, so later layers see the final values).
+    Returns each BN's smallest distance to a kink, measured in a second pass.
+    """
+    kinks = kinked_bns(model)
+    modules = dict(model.named_modules())
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    wide = copy.deepcopy(model).double().train()
+    wide_modules = dict(wide.named_modules())
+    shifts: Dict[str, torch.Tensor] = {}
+
+    def shift_hook(name: str):
+        def hook(bn: nn.Module, _inputs, out: torch.Tensor) -> torch.Tensor:
+            beta = modules[name].bias.detach()
+            moved = beta.clone()
+            for c in range(out.shape[1]):
+                s = widest_shift(out[:, c].flatten(), kinks[name], reach=0.1)
+                moved[c] = (beta[c].double() + s).to(dtype).to(beta.dtype)
+            delta = (moved - beta).double()
+            shifts[name] = moved
+            return out + delta.view(1, -1, 1, 1)
+
+        return hook
+
+    margins: Dict[str, float] = {}
+
+    def margin_hook(name: str):
+        def hook(_bn: nn.Module, _inputs, out: torch.Tensor) -> None:
+            margins[name] = min(float((out - k).abs().min()) for k in kinks[name])
+
+        return hook
+
+    with torch.no_grad():
+        handles = [wide_modules[n].register_forward_hook(shift_hook(n)) for n in kinks]
+        wide(x.double())
+        for h in handles:
+            h.remove()
+        model.load_state_dict(saved)
+        for name, beta in shifts.items():
+            modules[name].bias.copy_(beta)
+        check = copy.deepcopy(model).double().train()
+        check_modules = dict(check.named_modules())
+        handles = [check_modules[n].register_forward_hook(margin_hook(n)) for n in kinks]
+        check(x.double())
+        for h in handles:
+            h.remove()
+    return margins
 
 
 def bn_names(module: nn.Module) -> List[str]:
@@ -234,6 +326,10 @@ def net_case(
         round_to_half(model)
     shape = (batch, config.in_channels, config.input_size, config.input_size)
     x = torch.randn(shape, generator=generator)
+    margins = keep_off_kinks(model, x, torch.float16 if half else torch.float32)
+    closest = sorted(margins.items(), key=lambda kv: kv[1])[:3]
+    print(f"{case}: nearest activation inputs to a kink: " + ", ".join(
+        f"{n} {m:.1e}" for n, m in closest))
     target = torch.randint(0, config.num_classes, (batch,), generator=generator)
     write_case(
         case,

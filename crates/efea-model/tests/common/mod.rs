@@ -11,18 +11,16 @@ use burn::optim::GradientsParams;
 use burn::store::{ModuleStore, SafetensorsStore};
 use burn::tensor::{Device, Tensor, TensorData};
 
-/// The device the parity tests run on: `flex` (the CPU), or with `EFEA_TEST_DEVICE=wgpu` and
-/// the crate's `wgpu` feature, Burn's wgpu backend on the default adapter (in CI, Mesa's
-/// lavapipe software Vulkan). Asking for wgpu in a build without it fails the test rather
+/// The device the parity tests run on: `flex` (the CPU), or the device that
+/// `EFEA_TEST_DEVICE` names as `efea --device` spells it (`wgpu`, `wgpu:cpu`, `tch`), given the
+/// crate's feature for it: in CI, Burn's wgpu backend on Mesa's lavapipe software Vulkan;
+/// `tests/tch/run.sh`, libtorch. Asking for a backend this build lacks fails the test rather
 /// than quietly testing the CPU again.
 pub fn device() -> Device {
     match std::env::var("EFEA_TEST_DEVICE").as_deref() {
         Err(_) | Ok("" | "flex" | "cpu") => Device::flex(),
-        #[cfg(feature = "wgpu")]
-        Ok("wgpu") => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
-        Ok(other) => {
-            panic!("EFEA_TEST_DEVICE={other}: expected flex or wgpu (wgpu needs `--features wgpu`)")
-        }
+        Ok(name) => efea_model::device::parse_device(name)
+            .unwrap_or_else(|e| panic!("EFEA_TEST_DEVICE={name}: {e}")),
     }
 }
 

@@ -1,16 +1,19 @@
-//! `efea` on Burn's wgpu backend, run for real rather than only compiled: training learns,
-//! and evaluation and prediction on wgpu give what the CPU gives for the same model. CI runs
-//! this on Mesa's lavapipe, a software Vulkan device (`.ci/run` installs it):
+//! `efea` on a second Burn backend, run for real rather than only compiled: training learns,
+//! and evaluation and prediction there give what the CPU gives for the same model. CI runs it
+//! on wgpu over Mesa's lavapipe, a software Vulkan device (`.ci/run` installs it);
+//! `tests/tch/run.sh` on libtorch (PyPI's torch, on the CPU):
 //!
 //! ```text
-//! cargo test -p efea-cli --features wgpu --test wgpu
+//! EFEA_TEST_DEVICE=wgpu cargo test -p efea-cli --features wgpu --test backend
+//! EFEA_TEST_DEVICE=tch cargo test -p efea-cli --features tch --test backend
 //! ```
 //!
-//! The device is `wgpu` (wgpu's default adapter) unless `EFEA_WGPU_DEVICE` names another
-//! (`wgpu:0`, `wgpu:cpu`). The fused CPU kernels of `efea-model` are flex-only; on wgpu the
-//! network runs Burn's own operations, so agreement with the CPU here is agreement between the
-//! two paths. Lavapipe is some 30 times slower than `flex` at training, hence the small run.
-#![cfg(feature = "wgpu")]
+//! `EFEA_TEST_DEVICE` names the device as `--device` spells it (`wgpu`, `wgpu:cpu`, `tch`);
+//! without it, `wgpu` in a build with wgpu, else `tch`. The fused CPU kernels of `efea-model`
+//! are flex-only; elsewhere the network runs Burn's own operations, so agreement with the CPU
+//! here is agreement between the two paths. Lavapipe is some 30 times slower than `flex` at
+//! training, hence the small run.
+#![cfg(any(feature = "wgpu", feature = "tch"))]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,8 +23,16 @@ use serde_json::Value;
 
 const EFEA: &str = env!("CARGO_BIN_EXE_efea");
 
-fn wgpu() -> String {
-    std::env::var("EFEA_WGPU_DEVICE").unwrap_or_else(|_| "wgpu".into())
+fn backend() -> String {
+    let default = if cfg!(feature = "wgpu") {
+        "wgpu"
+    } else {
+        "tch"
+    };
+    match std::env::var("EFEA_TEST_DEVICE") {
+        Ok(name) if !name.is_empty() => name,
+        _ => default.into(),
+    }
 }
 
 fn efea(args: &[&str]) -> Output {
@@ -66,7 +77,7 @@ fn probabilities(json: &str) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// `efea predict` of the group photo on the CPU and on wgpu agree face by face to 1e-3.
+/// `efea predict` of the group photo on the CPU and on the backend agree face by face to 1e-3.
 fn predict_agrees(model: &[&str]) {
     let photo = group_photo();
     let photo = photo.to_str().unwrap();
@@ -75,7 +86,7 @@ fn predict_agrees(model: &[&str]) {
         args.extend_from_slice(model);
         probabilities(&succeed(&args))
     };
-    let (cpu, gpu) = (run("cpu"), run(&wgpu()));
+    let (cpu, gpu) = (run("cpu"), run(&backend()));
     assert!(cpu.len() >= 20, "{} faces", cpu.len());
     assert_eq!(
         cpu.len(),
@@ -84,13 +95,13 @@ fn predict_agrees(model: &[&str]) {
     );
     for (a, b) in cpu.iter().zip(&gpu) {
         for (p, q) in a.iter().zip(b) {
-            assert!((p - q).abs() < 1e-3, "{p} on the CPU, {q} on wgpu");
+            assert!((p - q).abs() < 1e-3, "{p} on the CPU, {q} on {}", backend());
         }
     }
 }
 
 #[test]
-fn the_bundled_model_predicts_on_wgpu_as_on_the_cpu() {
+fn the_bundled_model_predicts_on_the_backend_as_on_the_cpu() {
     predict_agrees(&[]);
 }
 
@@ -105,10 +116,10 @@ fn scores(run: &Path) -> Value {
 }
 
 #[test]
-fn a_network_trained_on_wgpu_learns_and_evaluates_and_predicts_as_on_the_cpu() {
+fn a_network_trained_on_the_backend_learns_and_evaluates_and_predicts_as_on_the_cpu() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let device = wgpu();
+    let device = backend();
     // A recipe that learns within a few dozen steps (measured on the CPU, seeds 1-3: the
     // training loss falls from 2.02-2.10 in the first epoch to 1.25-1.45 in the fourth):
     // 98 training faces, no augmentation, AdamW.
@@ -183,7 +194,7 @@ fn a_network_trained_on_wgpu_learns_and_evaluates_and_predicts_as_on_the_cpu() {
     let accuracy = |s: &Value| s[0]["accuracy"].as_f64().unwrap();
     assert!(
         (accuracy(&cpu) - accuracy(&gpu)).abs() < 1e-9,
-        "CPU {cpu}, wgpu {gpu}"
+        "CPU {cpu}, {device} {gpu}"
     );
 
     predict_agrees(&["--model", run_path]);
