@@ -14,6 +14,7 @@
 pub mod attention;
 pub mod backbone;
 pub mod checkpoint;
+pub mod compiled;
 pub mod device;
 mod efea_net;
 pub mod kernels;
@@ -22,6 +23,7 @@ pub mod mini_xception;
 pub mod summary;
 pub mod weights;
 
+pub use compiled::{CompileError, InferenceNet};
 pub use efea_net::{EfeaNet, EfeaNetConfig, FeatureMaps, MSCA_TAP_STAGES, Preset};
 pub use mini_xception::{
     FER_CLASSES, FER_INPUT_SIZE, MiniXception, MiniXceptionConfig, normalise_fer,
