@@ -6,7 +6,12 @@
 //! vectorise like the rest. For each output row and vector of channels the nine weight
 //! vectors stay in registers while the row is swept.
 
+use rayon::prelude::*;
+
 use super::simd::{LANES, Lanes, SimdOp, dispatch};
+
+/// Multiply-adds below which a map is not split over threads.
+const PARALLEL_MACS: usize = 1 << 16;
 
 /// A depthwise 3x3 convolution (padding 1) + folded batch norm + ReLU6.
 #[derive(Debug, Clone)]
@@ -48,18 +53,31 @@ impl Depthwise {
         }
     }
 
-    /// `input` `[h, w, C]` -> `out` `[h', w', C]`.
-    pub fn forward(&self, input: &[f32], h: usize, w: usize, out: &mut [f32]) {
+    /// `input` `[h, w, C]` -> `out` `[h', w', C]`; with `parallel`, bands of output rows
+    /// over rayon's pool when the map is large enough.
+    pub fn forward(&self, input: &[f32], h: usize, w: usize, out: &mut [f32], parallel: bool) {
         assert_eq!(input.len(), h * w * self.channels);
         let (oh, ow) = (output_len(h, self.stride), output_len(w, self.stride));
-        assert_eq!(out.len(), oh * ow * self.channels);
-        dispatch(Run {
-            layer: self,
-            input,
-            h,
-            w,
-            out,
-        });
+        let row = ow * self.channels;
+        assert_eq!(out.len(), oh * row);
+        let threads = if parallel && out.len() * 9 >= PARALLEL_MACS {
+            rayon::current_num_threads()
+        } else {
+            1
+        };
+        let band = oh.div_ceil(threads);
+        out.par_chunks_mut(band * row)
+            .enumerate()
+            .for_each(|(i, out)| {
+                dispatch(Run {
+                    layer: self,
+                    input,
+                    h,
+                    w,
+                    first_row: i * band,
+                    out,
+                })
+            });
     }
 }
 
@@ -68,6 +86,8 @@ struct Run<'a> {
     input: &'a [f32],
     h: usize,
     w: usize,
+    /// The output row `out` starts at; it holds whole rows.
+    first_row: usize,
     out: &'a mut [f32],
 }
 
@@ -80,21 +100,23 @@ impl SimdOp for Run<'_> {
             input,
             h,
             w,
+            first_row,
             out,
         } = self;
         let (c, s) = (layer.channels, layer.stride);
-        let (oh, ow) = (output_len(h, s), output_len(w, s));
+        let ow = output_len(w, s);
+        let rows_out = out.len() / (ow * c);
         // Output columns whose three taps are all inside the input.
         let x_lo = 1.min(ow);
         let x_hi = if w >= 2 { ((w - 2) / s + 1).min(ow) } else { 0 }.max(x_lo);
         let zero = l.splat(0.0);
         let six = l.splat(6.0);
-        for oy in 0..oh {
+        for (r, out_row) in out.chunks_exact_mut(ow * c).enumerate().take(rows_out) {
+            let oy = first_row + r;
             let rows: [Option<&[f32]>; 3] = std::array::from_fn(|ky| {
                 let iy = (oy * s + ky).checked_sub(1)?;
                 (iy < h).then(|| &input[iy * w * c..(iy + 1) * w * c])
             });
-            let out_row = &mut out[oy * ow * c..(oy + 1) * ow * c];
             for cb in (0..c).step_by(LANES) {
                 // No closures around vector operations: a closure is compiled without the
                 // kernel's instruction set, and each operation inside it becomes a call.
@@ -178,7 +200,10 @@ mod tests {
                 .collect();
             let (oh, ow) = (output_len(h, stride), output_len(w, stride));
             let mut out = vec![f32::NAN; oh * ow * c];
-            layer.forward(&input, h, w, &mut out);
+            layer.forward(&input, h, w, &mut out, false);
+            let mut split = vec![f32::NAN; oh * ow * c];
+            layer.forward(&input, h, w, &mut split, true);
+            assert_eq!(out, split, "bands over threads, the same sums");
             for oy in 0..oh {
                 for ox in 0..ow {
                     for ch in 0..c {

@@ -424,29 +424,40 @@ impl InferenceNet {
         assert!(height >= 1 && width >= 1, "a non-empty image");
         let k = self.num_classes;
         let mut logits = vec![0.0f32; batch * k];
-        let run = |(input, out): (&[f32], &mut [f32])| {
+        // One task per micro-batch; a single micro-batch splits its larger operations over
+        // the pool instead. Either way on a pool thread: a parallel operation called from
+        // outside the pool hands its work over and sleeps until it is done (see
+        // `kernels::on_pool`).
+        let run = |(input, out): (&[f32], &mut [f32]), parallel: bool| {
             let mut workspace = self
                 .workspaces
                 .lock()
                 .map(|mut pool| pool.pop())
                 .unwrap_or_default()
                 .unwrap_or_default();
-            self.forward_micro_batch(input, out.len() / k, [height, width], &mut workspace, out);
+            self.forward_micro_batch(
+                input,
+                out.len() / k,
+                [height, width],
+                parallel,
+                &mut workspace,
+                out,
+            );
             if let Ok(mut pool) = self.workspaces.lock() {
                 pool.push(workspace);
             }
         };
-        if batch <= MICRO_BATCH {
-            run((pixels, &mut logits));
-        } else {
-            crate::kernels::on_pool(|| {
+        crate::kernels::on_pool(|| {
+            if batch <= MICRO_BATCH {
+                run((pixels, &mut logits), true);
+            } else {
                 pixels
                     .par_chunks(MICRO_BATCH * image)
                     .zip(logits.par_chunks_mut(MICRO_BATCH * k))
                     .with_max_len(1)
-                    .for_each(run);
-            });
-        }
+                    .for_each(|chunk| run(chunk, false));
+            }
+        });
         logits
     }
 
@@ -459,11 +470,13 @@ impl InferenceNet {
         Tensor::from_data(TensorData::new(logits, [n, self.num_classes]), &device)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn forward_micro_batch(
         &self,
         input: &[f32],
         n: usize,
         [height, width]: [usize; 2],
+        parallel: bool,
         ws: &mut Workspace,
         logits: &mut [f32],
     ) {
@@ -489,14 +502,15 @@ impl InferenceNet {
         let cols = grow(columns, n * h * w * k);
         im2col(input, [self.in_channels, height, width], s, [h, w], k, cols);
         let mut c = self.stem.n;
-        self.stem.forward(cols, grow(x, n * h * w * c), None);
+        self.stem
+            .forward(cols, grow(x, n * h * w * c), None, parallel);
         let mut tap_dims = [[0usize; 3]; 3];
         for (i, block) in self.blocks.iter().enumerate() {
             let input_len = n * h * w * c;
             let expanded: &[f32] = match &block.expand {
                 Some(expand) => {
                     let out = grow(hidden, n * h * w * expand.n);
-                    expand.forward(&x[..input_len], out, None);
+                    expand.forward(&x[..input_len], out, None, parallel);
                     out
                 }
                 None => &x[..input_len],
@@ -509,16 +523,16 @@ impl InferenceNet {
                 .chunks_exact(h * w * hc)
                 .zip(depth.chunks_exact_mut(oh * ow * hc))
             {
-                block.depthwise.forward(sample, h, w, out);
+                block.depthwise.forward(sample, h, w, out, parallel);
             }
             let co = block.project.n;
             let out_len = n * oh * ow * co;
             let residual = block.residual.then_some(&x[..input_len]);
             let out = grow(y, out_len);
             match &block.cdsm {
-                None => block.project.forward(depth, out, residual),
+                None => block.project.forward(depth, out, residual, parallel),
                 Some((t, u)) => {
-                    block.project.forward(depth, out, None);
+                    block.project.forward(depth, out, None, parallel);
                     let attended = grow(attended, out_len);
                     let sample = oh * ow * co;
                     for (src, dst) in out
@@ -549,7 +563,8 @@ impl InferenceNet {
         // Last 1x1, global average.
         let l = self.last.n;
         let last_out = grow(last, n * h * w * l);
-        self.last.forward(&x[..n * h * w * c], last_out, None);
+        self.last
+            .forward(&x[..n * h * w * c], last_out, None, parallel);
         let pooled = grow(pooled, n * l);
         mean_positions(last_out, n, l, pooled);
         let ms_width = self.msca.as_ref().map_or(0, |m| padded(m.channels));
@@ -561,6 +576,7 @@ impl InferenceNet {
                 [&t3[..lens[0]], &t5[..lens[1]], &t7[..lens[2]]],
                 tap_dims,
                 n,
+                parallel,
                 multi_scale,
                 msca,
             );

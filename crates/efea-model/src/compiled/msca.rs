@@ -106,6 +106,7 @@ impl Msca {
         taps: [&[f32]; 3],
         dims: [[usize; 3]; 3],
         n: usize,
+        parallel: bool,
         out: &mut [f32],
         scratch: &mut MscaScratch,
     ) {
@@ -115,7 +116,7 @@ impl Msca {
         for i in 0..3 {
             let [h, w, _] = dims[i];
             let lateral = grow(&mut scratch.lateral, n * h * w * d);
-            self.lateral[i].forward(taps[i], lateral, None);
+            self.lateral[i].forward(taps[i], lateral, None, parallel);
             let p = grow(&mut scratch.p[i], positions * d);
             if [h, w] == [h7, w7] {
                 p.copy_from_slice(lateral);
@@ -147,15 +148,15 @@ impl Aff {
         }
         let z = &scratch.z[..positions * d];
         let h = grow(&mut scratch.hidden, positions * hidden);
-        self.local[0].forward(z, h, None);
+        self.local[0].forward(z, h, None, false);
         let local = grow(&mut scratch.local, positions * d);
-        self.local[1].forward(&scratch.hidden[..positions * hidden], local, None);
+        self.local[1].forward(&scratch.hidden[..positions * hidden], local, None, false);
         let mean = grow(&mut scratch.mean, n * d);
         mean_positions(z, n, d, mean);
         let gh = grow(&mut scratch.global_hidden, n * hidden);
-        self.global[0].forward(&scratch.mean[..n * d], gh, None);
+        self.global[0].forward(&scratch.mean[..n * d], gh, None, false);
         let global = grow(&mut scratch.global, n * d);
-        self.global[1].forward(&scratch.global_hidden[..n * hidden], global, None);
+        self.global[1].forward(&scratch.global_hidden[..n * hidden], global, None, false);
         let local = &scratch.local[..positions * d];
         let per_sample = positions / n;
         for (p, ((o, (a, b)), l)) in out

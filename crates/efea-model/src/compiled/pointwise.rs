@@ -8,6 +8,10 @@
 //! accumulators in registers (the classic 6 x 16 AVX2 tile: 12 accumulators, 2 weight vectors,
 //! 1 broadcast).
 
+use std::ops::Range;
+
+use rayon::prelude::*;
+
 use super::simd::{Act, LANES, Lanes, SimdOp, dispatch};
 
 /// Pixels of a register tile.
@@ -17,6 +21,9 @@ const PANEL: usize = 2 * LANES;
 /// Pixels handled per pass over the panels, so that their inputs stay in cache while every
 /// panel streams past them.
 const ROW_BLOCK: usize = 192;
+/// Multiply-adds below which a product is not split over threads (a rayon fork and join
+/// costs a few microseconds).
+const PARALLEL_MACS: usize = 1 << 17;
 
 /// `c` rounded up to whole vectors: the row stride of a channels-last activation.
 pub fn padded(c: usize) -> usize {
@@ -80,79 +87,171 @@ impl Pointwise {
     }
 
     /// `out = act(input W + b) (+ residual)` for `input.len() / k` pixels; the padding
-    /// channels of `input` must be finite (they meet zero weights).
-    pub fn forward(&self, input: &[f32], out: &mut [f32], residual: Option<&[f32]>) {
+    /// channels of `input` must be finite (they meet zero weights). With `parallel`, a large
+    /// enough product is split over rayon's pool: by pixels when there are many, else by
+    /// panels of output channels (the deep layers of a batch-1 pass have 9 or 36 pixels and
+    /// up to 1280 channels).
+    pub fn forward(
+        &self,
+        input: &[f32],
+        out: &mut [f32],
+        residual: Option<&[f32]>,
+        parallel: bool,
+    ) {
         let pixels = input.len() / self.k;
         assert_eq!(input.len(), pixels * self.k, "input is [pixels, k]");
         assert_eq!(out.len(), pixels * self.n, "output is [pixels, n]");
         if let Some(r) = residual {
             assert_eq!(r.len(), out.len(), "residual is [pixels, n]");
         }
+        let threads = if parallel && pixels * self.k * self.n >= PARALLEL_MACS {
+            rayon::current_num_threads()
+        } else {
+            1
+        };
+        let panels = self.n.div_ceil(PANEL);
+        if threads > 1 && pixels >= threads * 4 * ROWS {
+            // Whole tiles of pixels per task.
+            let per_task = pixels.div_ceil(threads).div_ceil(ROWS) * ROWS;
+            input
+                .par_chunks(per_task * self.k)
+                .zip(out.par_chunks_mut(per_task * self.n))
+                .enumerate()
+                .for_each(|(i, (input, out))| {
+                    let residual = residual.map(|r| &r[i * per_task * self.n..][..out.len()]);
+                    self.run_rows(input, out, residual);
+                });
+        } else if threads > 1 && panels > 1 {
+            // Each task writes its panels' columns of every pixel.
+            let split = panels.div_ceil(2) * PANEL;
+            let (mut left, mut right): (Vec<&mut [f32]>, Vec<&mut [f32]>) = out
+                .chunks_exact_mut(self.n)
+                .map(|row| row.split_at_mut(split))
+                .unzip();
+            rayon::join(
+                || self.run_columns(input, &mut left, 0..split, residual),
+                || self.run_columns(input, &mut right, split..self.n, residual),
+            );
+        } else {
+            self.run_rows(input, out, residual);
+        }
+    }
+
+    /// Every column of the pixels of `input`, into the contiguous `out`.
+    fn run_rows(&self, input: &[f32], out: &mut [f32], residual: Option<&[f32]>) {
         dispatch(Run {
             layer: self,
             input,
-            out,
+            out: Out::Contiguous(out),
+            columns: 0..self.n,
             residual,
         });
     }
 
+    /// Columns `columns` (whole panels) of every pixel, each pixel's into its row of `rows`
+    /// (which starts at `columns.start`).
+    fn run_columns(
+        &self,
+        input: &[f32],
+        rows: &mut [&mut [f32]],
+        columns: Range<usize>,
+        residual: Option<&[f32]>,
+    ) {
+        dispatch(Run {
+            layer: self,
+            input,
+            out: Out::Rows(rows),
+            columns,
+            residual,
+        });
+    }
+}
+
+/// Where a product writes: the whole `[pixels, n]` output, or one slice per pixel holding
+/// some of its columns.
+enum Out<'a, 'b> {
+    Contiguous(&'a mut [f32]),
+    Rows(&'a mut [&'b mut [f32]]),
+}
+
+struct Run<'a, 'b> {
+    layer: &'a Pointwise,
+    input: &'a [f32],
+    out: Out<'a, 'b>,
+    /// Output channels to compute, whole panels.
+    columns: Range<usize>,
+    residual: Option<&'a [f32]>,
+}
+
+impl SimdOp for Run<'_, '_> {
+    type Output = ();
     #[inline(always)]
-    fn run<L: Lanes>(&self, l: L, input: &[f32], out: &mut [f32], residual: Option<&[f32]>) {
-        let pixels = input.len() / self.k;
+    fn run<L: Lanes>(self, l: L) {
+        let Run {
+            layer,
+            input,
+            mut out,
+            columns,
+            residual,
+        } = self;
+        let (k, n) = (layer.k, layer.n);
+        let pixels = input.len() / k;
         for block in (0..pixels).step_by(ROW_BLOCK) {
             let block_end = (block + ROW_BLOCK).min(pixels);
-            let mut offset = 0;
-            for start in (0..self.n).step_by(PANEL) {
-                let width = PANEL.min(self.n - start);
-                let panel = &self.packed[offset..offset + width * self.k];
-                offset += width * self.k;
-                let bias = &self.bias[start..start + width];
+            for start in columns.clone().step_by(PANEL) {
+                let width = PANEL.min(columns.end - start);
+                let panel = &layer.packed[start * k..(start + width) * k];
+                let bias = &layer.bias[start..start + width];
+                let column = start - columns.start;
                 let mut p = block;
                 while p < block_end {
                     let rows = ROWS.min(block_end - p);
                     let tile = Tile {
-                        input: &input[p * self.k..],
-                        k: self.k,
+                        input: &input[p * k..],
+                        k,
                         panel,
                         bias,
-                        out: &mut out[p * self.n + start..],
-                        ldc: self.n,
-                        residual: residual.map(|r| &r[p * self.n + start..]),
-                        act: self.act,
+                        residual: residual.map(|r| &r[p * n + start..]),
+                        ldc: n,
+                        act: layer.act,
                     };
+                    macro_rules! go {
+                        ($r:literal, $v:literal) => {{
+                            let mut dst: [&mut [f32]; $r] = match &mut out {
+                                Out::Contiguous(out) => {
+                                    let mut it = out[p * n..(p + $r) * n].chunks_exact_mut(n);
+                                    std::array::from_fn(|_| {
+                                        &mut it.next().expect("R rows")[column..column + width]
+                                    })
+                                }
+                                Out::Rows(out) => {
+                                    let mut it = out[p..p + $r].iter_mut();
+                                    std::array::from_fn(|_| {
+                                        &mut it.next().expect("R rows")[column..column + width]
+                                    })
+                                }
+                            };
+                            tile.run::<L, $r, $v>(l, &mut dst);
+                        }};
+                    }
                     match (rows, width) {
-                        (6, PANEL) => tile.run::<L, 6, 2>(l),
-                        (5, PANEL) => tile.run::<L, 5, 2>(l),
-                        (4, PANEL) => tile.run::<L, 4, 2>(l),
-                        (3, PANEL) => tile.run::<L, 3, 2>(l),
-                        (2, PANEL) => tile.run::<L, 2, 2>(l),
-                        (1, PANEL) => tile.run::<L, 1, 2>(l),
-                        (6, _) => tile.run::<L, 6, 1>(l),
-                        (5, _) => tile.run::<L, 5, 1>(l),
-                        (4, _) => tile.run::<L, 4, 1>(l),
-                        (3, _) => tile.run::<L, 3, 1>(l),
-                        (2, _) => tile.run::<L, 2, 1>(l),
-                        _ => tile.run::<L, 1, 1>(l),
+                        (6, PANEL) => go!(6, 2),
+                        (5, PANEL) => go!(5, 2),
+                        (4, PANEL) => go!(4, 2),
+                        (3, PANEL) => go!(3, 2),
+                        (2, PANEL) => go!(2, 2),
+                        (1, PANEL) => go!(1, 2),
+                        (6, _) => go!(6, 1),
+                        (5, _) => go!(5, 1),
+                        (4, _) => go!(4, 1),
+                        (3, _) => go!(3, 1),
+                        (2, _) => go!(2, 1),
+                        _ => go!(1, 1),
                     }
                     p += rows;
                 }
             }
         }
-    }
-}
-
-struct Run<'a> {
-    layer: &'a Pointwise,
-    input: &'a [f32],
-    out: &'a mut [f32],
-    residual: Option<&'a [f32]>,
-}
-
-impl SimdOp for Run<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn run<L: Lanes>(self, l: L) {
-        self.layer.run(l, self.input, self.out, self.residual);
     }
 }
 
@@ -163,15 +262,15 @@ struct Tile<'a> {
     k: usize,
     panel: &'a [f32],
     bias: &'a [f32],
-    out: &'a mut [f32],
-    ldc: usize,
+    /// From the tile's first pixel and column, row stride `ldc`.
     residual: Option<&'a [f32]>,
+    ldc: usize,
     act: Act,
 }
 
 impl Tile<'_> {
     #[inline(always)]
-    fn run<L: Lanes, const R: usize, const V: usize>(self, l: L) {
+    fn run<L: Lanes, const R: usize, const V: usize>(&self, l: L, out: &mut [&mut [f32]; R]) {
         let k = self.k;
         let rows: [&[f32]; R] = std::array::from_fn(|r| &self.input[r * k..][..k]);
         let mut acc = [[l.splat(0.0); V]; R];
@@ -181,14 +280,14 @@ impl Tile<'_> {
                 a[v] = b;
             }
         }
-        for (kk, w) in self.panel.chunks_exact(V * LANES).enumerate().take(k) {
+        let panel = &self.panel[..k * V * LANES];
+        for kk in 0..k {
             // A loop, not `array::from_fn`: a closure would not get the kernel's instruction
             // set, and its vector operations would become calls.
-            let mut wv = [l.splat(0.0); V];
-            for (v, wv) in wv.iter_mut().enumerate() {
-                *wv = l.load(&w[v * LANES..]);
+            let mut w = [l.splat(0.0); V];
+            for (v, w) in w.iter_mut().enumerate() {
+                *w = l.load(&panel[(kk * V + v) * LANES..]);
             }
-            let w = wv;
             for r in 0..R {
                 let x = l.splat(rows[r][kk]);
                 for v in 0..V {
@@ -196,14 +295,13 @@ impl Tile<'_> {
                 }
             }
         }
-        for (r, a) in acc.iter().enumerate() {
+        for (r, (a, dst)) in acc.iter().zip(out.iter_mut()).enumerate() {
             for (v, &a) in a.iter().enumerate() {
-                let at = r * self.ldc + v * LANES;
                 let mut y = self.act.apply(l, a);
                 if let Some(res) = self.residual {
-                    y = l.add(y, l.load(&res[at..]));
+                    y = l.add(y, l.load(&res[r * self.ldc + v * LANES..]));
                 }
-                l.store(&mut self.out[at..], y);
+                l.store(&mut dst[v * LANES..], y);
             }
         }
     }
@@ -215,7 +313,15 @@ mod tests {
 
     #[test]
     fn packed_product_equals_the_definition() {
-        for (pixels, c_in, c_out) in [(13, 16, 24), (7, 5, 3), (20, 32, 40), (1, 8, 16)] {
+        // The last two are large enough to be split over threads, by pixels and by panels.
+        for (pixels, c_in, c_out) in [
+            (13, 16, 24),
+            (7, 5, 3),
+            (20, 32, 40),
+            (1, 8, 16),
+            (200, 64, 96),
+            (9, 160, 200),
+        ] {
             let weight: Vec<f32> = (0..c_out * c_in)
                 .map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.1)
                 .collect();
@@ -234,7 +340,10 @@ mod tests {
                 .collect();
             let residual: Vec<f32> = (0..pixels * n).map(|i| i as f32 * 0.001).collect();
             let mut out = vec![f32::NAN; pixels * n];
-            layer.forward(&input, &mut out, Some(&residual));
+            layer.forward(&input, &mut out, Some(&residual), false);
+            let mut split = vec![f32::NAN; pixels * n];
+            layer.forward(&input, &mut split, Some(&residual), true);
+            assert_eq!(out, split, "split over threads, the same sums");
             for p in 0..pixels {
                 for co in 0..c_out {
                     let sum: f32 = (0..c_in)
@@ -242,7 +351,12 @@ mod tests {
                         .sum();
                     let want = (sum * scale[co] + shift[co]).clamp(0.0, 6.0) + residual[p * n + co];
                     let got = out[p * n + co];
-                    assert!((got - want).abs() < 1e-5, "{p} {co}: {got} vs {want}");
+                    // Round-off of a sum in another order: relative to the terms' size.
+                    let size: f32 = (0..c_in)
+                        .map(|ci| (input[p * k + ci] * weight[co * c_in + ci] * scale[co]).abs())
+                        .sum();
+                    let tolerance = 1e-6 * (1.0 + size);
+                    assert!((got - want).abs() < tolerance, "{p} {co}: {got} vs {want}");
                 }
             }
         }
