@@ -129,6 +129,28 @@ impl SimdOp for Run<'_> {
                     let acc = border(l, &rows, ox * s, w, c, cb, &taps, bias);
                     l.store(&mut out_row[ox * c + cb..], l.min(l.max(acc, zero), six));
                 }
+                if let [Some(r0), Some(r1), Some(r2)] = rows {
+                    // All three input rows inside: nine taps, no checks.
+                    for ox in x_lo..x_hi {
+                        let at = (ox * s - 1) * c + cb;
+                        let (a, b, d) = (
+                            &r0[at..at + 2 * c + LANES],
+                            &r1[at..at + 2 * c + LANES],
+                            &r2[at..at + 2 * c + LANES],
+                        );
+                        let mut acc = l.mul_add(l.load(a), taps[0], bias);
+                        acc = l.mul_add(l.load(&a[c..]), taps[1], acc);
+                        acc = l.mul_add(l.load(&a[2 * c..]), taps[2], acc);
+                        acc = l.mul_add(l.load(b), taps[3], acc);
+                        acc = l.mul_add(l.load(&b[c..]), taps[4], acc);
+                        acc = l.mul_add(l.load(&b[2 * c..]), taps[5], acc);
+                        acc = l.mul_add(l.load(d), taps[6], acc);
+                        acc = l.mul_add(l.load(&d[c..]), taps[7], acc);
+                        acc = l.mul_add(l.load(&d[2 * c..]), taps[8], acc);
+                        l.store(&mut out_row[ox * c + cb..], l.min(l.max(acc, zero), six));
+                    }
+                    continue;
+                }
                 for ox in x_lo..x_hi {
                     let mut acc = bias;
                     let at = (ox * s - 1) * c + cb;
