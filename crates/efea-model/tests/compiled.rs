@@ -352,6 +352,10 @@ fn forward_checks_its_input_length() {
         .expect("compiles");
     let result = std::panic::catch_unwind(|| compiled.forward(&[0.0; 10], 1, 48, 48));
     assert!(result.is_err());
+    assert!(
+        compiled.forward(&[], 0, 48, 48).is_empty(),
+        "an empty batch"
+    );
     let ok = compiled.forward(&vec![0.0; 48 * 48], 1, 48, 48);
     assert_eq!(ok.len(), 7);
     let _ = TensorData::new(ok, [1, 7]);

@@ -424,6 +424,9 @@ impl InferenceNet {
         assert!(height >= 1 && width >= 1, "a non-empty image");
         let k = self.num_classes;
         let mut logits = vec![0.0f32; batch * k];
+        if batch == 0 {
+            return logits;
+        }
         // One task per micro-batch; a single micro-batch splits its larger operations over
         // the pool instead. Either way on a pool thread: a parallel operation called from
         // outside the pool hands its work over and sleeps until it is done (see
