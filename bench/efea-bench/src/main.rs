@@ -8,6 +8,7 @@
 //! ```text
 //! efea-bench train --preset full --size 48 --batch 64 --warmup 1 --steps 5 [--min-seconds 10]
 //! efea-bench infer --preset full --size 48 --batch 1  --warmup 5 --steps 50 [--min-seconds 5]
+//!                  [--engine burn|compiled]   # compiled: `EfeaNet::compile()` (CPU only)
 //! efea-bench gemm                      # 1x1 convolutions vs a plain matmul of the same shapes
 //! efea-bench ops                       # the hot operations of a training step, one by one
 //! efea-bench layers --batch 1          # eval-mode forward time of each part of the network
@@ -17,6 +18,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use burn::module::Module;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2dConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -208,16 +210,34 @@ fn infer(options: &Options) -> Result<Value, String> {
     let warmup: usize = options.get("warmup", 3)?;
     let steps: usize = options.get("steps", 20)?;
     let min_seconds: f64 = options.get("min-seconds", 0.0)?;
+    let engine: String = options.get("engine", "burn".to_string())?;
     let (device_name, device) = options.device()?;
-    let model = config.init(&device);
+    let model = config.init(&device).valid();
     let input = random_input(&config, batch, &device);
-    let (done, seconds) = timed(warmup, steps, min_seconds, || {
-        let logits = model.forward(input.clone());
-        let _ = logits.into_data();
-    });
+    let (done, seconds) = match engine.as_str() {
+        "burn" => timed(warmup, steps, min_seconds, || {
+            let logits = model.forward(input.clone());
+            let _ = logits.into_data();
+        }),
+        "compiled" => {
+            let compiled = model.compile().map_err(|e| e.to_string())?;
+            let pixels = kernels::host(input);
+            let size = config.input_size;
+            timed(warmup, steps, min_seconds, || {
+                let logits = compiled.forward(&pixels, batch, size, size);
+                std::hint::black_box(logits);
+            })
+        }
+        other => {
+            return Err(format!(
+                "--engine: expected burn or compiled, got `{other}`"
+            ));
+        }
+    };
     Ok(json!({
         "contender": "efea",
         "task": "infer",
+        "engine": engine,
         "device": device_name,
         "preset": config.preset_name().map(|p| p.name()),
         "size": config.input_size,

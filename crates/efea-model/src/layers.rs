@@ -292,7 +292,7 @@ pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 
 /// Stride, padding and groups of a square convolution with equal strides, symmetric explicit
 /// padding and no dilation: the only kind the kernels take.
-fn square_geometry(conv: &Conv2d) -> Option<ConvGeometry> {
+pub(crate) fn square_geometry(conv: &Conv2d) -> Option<ConvGeometry> {
     let [kh, kw] = conv.kernel_size;
     let [sh, sw] = conv.stride;
     let padding = match conv.padding {

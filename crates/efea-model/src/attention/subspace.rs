@@ -101,7 +101,7 @@ impl SubspaceAttention {
     }
 
     /// Each subspace's convolutions with their batch norms' running statistics folded in.
-    fn eval_params(&self, device: &Device) -> Vec<SubspaceEval> {
+    pub(crate) fn eval_params(&self, device: &Device) -> Vec<SubspaceEval> {
         let bias = |conv: &Conv2d| conv.bias.as_ref().map(|b| b.val());
         self.groups
             .iter()
