@@ -68,7 +68,8 @@ def contender_command(contender: str, case: dict, s: dict) -> list[str]:
         budget = ["--warmup", "3" if batch == 1 else "1", "--steps", steps, "--min-seconds", str(s["infer_seconds"])]
     common = ["--preset", preset, "--size", str(size), "--batch", str(batch)] + budget
     if contender == "efea":
-        return [str(EFEA), task] + common
+        # Inference as `efea predict` runs it on the CPU: the compiled network.
+        return [str(EFEA), task] + common + (["--engine", "compiled"] if task == "infer" else [])
     if contender == "efea-tch":
         return [str(EFEA_TCH), task, "--device", "tch"] + common
     if contender == "torch":
