@@ -29,6 +29,9 @@ export LIBTORCH_USE_PYTORCH=1 PATH="$VENV/bin:$PATH"
 torch_lib=$("$VENV/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export CARGO_INCREMENTAL=0
+# Its own target directory (shared with `bench/run.sh --tch`): built with tch, target/debug/efea
+# would need libtorch at run time, and every other user of that binary would fail to start it.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/tch"
 EFEA_TEST_DEVICE=tch cargo test -p efea-model -p efea-cli --features efea-model/tch,efea-cli/tch \
     --test parity --test fer_parity --test conv_grad --test activation_grad --test backend
 echo "tch: passed in $((SECONDS - start)) s" >&2
