@@ -297,7 +297,7 @@ impl Tile<'_> {
         }
         for (r, (a, dst)) in acc.iter().zip(out.iter_mut()).enumerate() {
             for (v, &a) in a.iter().enumerate() {
-                let mut y = self.act.apply(l, a);
+                let mut y = self.act.apply_lanes(l, a);
                 if let Some(res) = self.residual {
                     y = l.add(y, l.load(&res[r * self.ldc + v * LANES..]));
                 }

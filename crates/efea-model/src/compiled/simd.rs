@@ -145,17 +145,13 @@ impl Lanes for Avx2 {
     }
 }
 
-/// The activation after a folded convolution, applied to a vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Act {
-    Identity,
-    Relu,
-    Relu6,
-}
+/// The activation after a folded convolution: the training kernels' [`Act`], applied here to
+/// a vector.
+pub use crate::kernels::Act;
 
 impl Act {
     #[inline(always)]
-    pub fn apply<L: Lanes>(self, lanes: L, v: L::V) -> L::V {
+    pub fn apply_lanes<L: Lanes>(self, lanes: L, v: L::V) -> L::V {
         match self {
             Act::Identity => v,
             Act::Relu => lanes.max(v, lanes.splat(0.0)),
@@ -186,7 +182,7 @@ mod tests {
                 .zip(self.1.chunks_exact(LANES))
             {
                 let v = l.mul_add(l.load(a), l.load(b), l.splat(1.0));
-                l.store(o, Act::Relu6.apply(l, v));
+                l.store(o, Act::Relu6.apply_lanes(l, v));
             }
             out
         }
