@@ -1,4 +1,5 @@
-//! Depthwise convolution: flex's forward pass, our two backward passes.
+//! Depthwise convolution: forward and both backward passes on the phase layout of
+//! [`cpu::depthwise_forward`].
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -8,21 +9,17 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::Tensor;
 
 use super::{contiguous, conv_op, dims4, new_tensor, values};
-use burn::backend::ops::{ConvOptions, ModuleOps};
 
 use super::cpu::{self, Depthwise};
 
-/// The forward pass is flex's own depthwise fast path (a direct convolution per plane, faster
-/// than [`cpu::depthwise_forward`] on the small planes of the deep stages); the backward
-/// passes are ours.
 fn depthwise_forward(
-    x: FlexTensor,
-    weight: FlexTensor,
-    bias: Option<FlexTensor>,
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: Option<&FlexTensor>,
     g: Depthwise,
 ) -> FlexTensor {
-    let options = ConvOptions::new([g.stride; 2], [g.pad; 2], [1, 1], g.c);
-    contiguous(Flex::conv2d(x, weight, bias, options))
+    let y = cpu::depthwise_forward(values(x), values(weight), bias.map(values), g);
+    new_tensor(y, &[g.n, g.c, g.out_h(), g.out_w()])
 }
 
 #[derive(Debug, Clone)]
@@ -128,7 +125,7 @@ pub fn depthwise_conv2d(
     };
     let run = |x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>| {
         let g = geometry(x, w);
-        let y = depthwise_forward(x.clone(), w.clone(), b.cloned(), g);
+        let y = depthwise_forward(x, w, b, g);
         let state = DepthwiseState {
             x: x.clone(),
             weight: w.clone(),

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::{min_items, sum1, sum2};
+use super::{min_items, sum1, vectorized};
 
 /// Geometry of a depthwise convolution (one filter per channel, square kernel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,149 +25,249 @@ impl Depthwise {
     pub fn out_w(&self) -> usize {
         (self.w + 2 * self.pad - self.kernel) / self.stride + 1
     }
+}
 
-    /// Output positions `o` (half-open range) whose input `o * stride + k - pad` lies inside
-    /// `0..size`.
-    fn valid(&self, k: usize, size: usize, out: usize) -> (usize, usize) {
-        let s = self.stride;
-        // o * s + k >= pad
-        let lo = self.pad.saturating_sub(k).div_ceil(s);
-        // o * s + k - pad <= size - 1  <=>  o <= (size - 1 + pad - k) / s
-        let hi = if size + self.pad > k {
-            ((size - 1 + self.pad - k) / s + 1).min(out)
-        } else {
-            0
-        };
-        (lo.min(hi), hi)
+/// The zero-padded input plane of a depthwise convolution, split into its `stride x stride`
+/// phases (phase `(a, b)` holds the padded plane's rows `a, a + s, ...` and columns
+/// `b, b + s, ...`), each stored with row stride `wq` and room for the taps to reach past the
+/// last output row.
+///
+/// In this layout every tap of the convolution is one shift of one phase: output `(r, q)`
+/// reads tap `(kh, kw)` at `phase(kh % s, kw % s)[(r + kh / s) * wq + q + kw / s]`. An output
+/// plane stored with the same row stride `wq` (its columns past `out_w` are padding) is
+/// therefore a sum of `k * k` shifted copies of the phases, and each gradient is a product of
+/// two such contiguous runs: every inner loop is one long vector loop over the plane instead
+/// of a short one per row, whatever the stride, and no row is clipped at the border.
+#[derive(Debug, Clone, Copy)]
+struct Phases {
+    g: Depthwise,
+    /// Rows and row stride of a phase.
+    hq: usize,
+    wq: usize,
+    /// Length of a phase buffer.
+    len: usize,
+    /// Length of an output plane in this layout: `out_h * wq`.
+    wide: usize,
+}
+
+impl Phases {
+    fn new(g: Depthwise) -> Self {
+        let s = g.stride;
+        let hq = (g.h + 2 * g.pad).div_ceil(s);
+        let wq = (g.w + 2 * g.pad).div_ceil(s);
+        let reach = (g.kernel - 1) / s;
+        let wide = g.out_h() * wq;
+        let len = (hq * wq).max(wide + reach * wq + reach);
+        Phases {
+            g,
+            hq,
+            wq,
+            len,
+            wide,
+        }
+    }
+
+    /// The phases' buffer: `stride^2` phases of `len` values.
+    fn buffer(&self) -> Vec<f32> {
+        vec![0.0; self.g.stride * self.g.stride * self.len]
+    }
+
+    /// Tap `(kh, kw)`: its phase's first value and the shift into it.
+    fn tap(&self, kh: usize, kw: usize) -> (usize, usize) {
+        let s = self.g.stride;
+        let phase = (kh % s) * s + kw % s;
+        (phase * self.len, (kh / s) * self.wq + kw / s)
+    }
+
+    /// Calls `f(phase_row, plane_row, columns)` for each row of each phase that holds input
+    /// values, where `columns` are the phase columns `j` holding input column
+    /// `j * s + b - pad` (the rest of the phases stay zero).
+    fn for_each_row(&self, mut f: impl FnMut(usize, usize, usize, std::ops::Range<usize>)) {
+        let (s, p) = (self.g.stride, self.g.pad);
+        for a in 0..s {
+            for i in 0..self.hq {
+                let r = i * s + a;
+                if r < p || r - p >= self.g.h {
+                    continue;
+                }
+                for b in 0..s {
+                    // Input column j * s + b - pad within 0..w.
+                    let lo = p.saturating_sub(b).div_ceil(s);
+                    let hi = (self.g.w + p).saturating_sub(b).div_ceil(s).min(self.wq);
+                    let start = (a * s + b) * self.len + i * self.wq;
+                    f(start, r - p, b, lo..hi.max(lo));
+                }
+            }
+        }
+    }
+
+    /// Writes `plane` (`h x w`) into the phases (whose padding must already be zero).
+    fn split(&self, plane: &[f32], phases: &mut [f32]) {
+        let (s, p, w) = (self.g.stride, self.g.pad, self.g.w);
+        self.for_each_row(|start, row, b, cols| {
+            let src = &plane[row * w..(row + 1) * w];
+            let dst = &mut phases[start..start + self.wq];
+            if s == 1 {
+                dst[cols.clone()].copy_from_slice(&src[cols.start - p..cols.end - p]);
+            } else {
+                for j in cols {
+                    dst[j] = src[j * s + b - p];
+                }
+            }
+        });
+    }
+
+    /// Reads `plane` (`h x w`) back out of the phases: the adjoint of [`Self::split`].
+    fn merge(&self, phases: &[f32], plane: &mut [f32]) {
+        let (s, p, w) = (self.g.stride, self.g.pad, self.g.w);
+        self.for_each_row(|start, row, b, cols| {
+            let src = &phases[start..start + self.wq];
+            let dst = &mut plane[row * w..(row + 1) * w];
+            if s == 1 {
+                dst.copy_from_slice(&src[cols.start..cols.end]);
+            } else {
+                for j in cols {
+                    dst[j * s + b - p] = src[j];
+                }
+            }
+        });
+    }
+
+    /// Writes an output plane (`out_h x out_w`) into `wide` with row stride `wq`, zeros past
+    /// `out_w`.
+    fn widen(&self, plane: &[f32], wide: &mut [f32]) {
+        let ow = self.g.out_w();
+        for (dst, src) in wide.chunks_exact_mut(self.wq).zip(plane.chunks_exact(ow)) {
+            dst[..ow].copy_from_slice(src);
+            dst[ow..].fill(0.0);
+        }
+    }
+
+    /// Reads an output plane back out of its wide form.
+    fn narrow(&self, wide: &[f32], plane: &mut [f32]) {
+        let ow = self.g.out_w();
+        for (dst, src) in plane.chunks_exact_mut(ow).zip(wide.chunks_exact(self.wq)) {
+            dst.copy_from_slice(&src[..ow]);
+        }
     }
 }
 
-/// Forward depthwise convolution: `y[n,c] = sum_k w[c,k] * x[n,c,shifted by k] (+ bias[c])`,
-/// the definition the backward passes are the adjoints of (the operation itself runs flex's
-/// own depthwise convolution).
-#[cfg(test)]
+/// Forward depthwise convolution: `y[n,c] = sum_k w[c,k] * x[n,c,shifted by k] (+ bias[c])`.
 pub fn depthwise_forward(
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
     g: Depthwise,
 ) -> Vec<f32> {
+    let layout = Phases::new(g);
     let (oh, ow) = (g.out_h(), g.out_w());
-    let kk = g.kernel * g.kernel;
+    let k = g.kernel;
     let mut y = vec![0.0; g.n * g.c * oh * ow];
     y.par_chunks_mut(oh * ow)
         .zip(x.par_chunks(g.h * g.w))
         .with_min_len(min_items(g.h * g.w))
         .enumerate()
-        .for_each(|(i, (out, inp))| {
-            let c = i % g.c;
-            out.fill(bias.map_or(0.0, |b| b[c]));
-            let filter = &weight[c * kk..(c + 1) * kk];
-            for kh in 0..g.kernel {
-                let (oh_lo, oh_hi) = g.valid(kh, g.h, oh);
-                for kw in 0..g.kernel {
-                    let (ow_lo, ow_hi) = g.valid(kw, g.w, ow);
-                    let wv = filter[kh * g.kernel + kw];
-                    for o_row in oh_lo..oh_hi {
-                        let i_row = o_row * g.stride + kh - g.pad;
-                        let dst = &mut out[o_row * ow + ow_lo..o_row * ow + ow_hi];
-                        let i0 = i_row * g.w + ow_lo * g.stride + kw - g.pad;
-                        if g.stride == 1 {
-                            let src = &inp[i0..i0 + dst.len()];
-                            for (d, &s) in dst.iter_mut().zip(src) {
-                                *d += wv * s;
-                            }
-                        } else {
-                            for (j, d) in dst.iter_mut().enumerate() {
-                                *d += wv * inp[i0 + j * g.stride];
+        .for_each_init(
+            || (layout.buffer(), vec![0.0; layout.wide]),
+            |(phases, wide), (i, (out, inp))| {
+                vectorized(|| {
+                    let c = i % g.c;
+                    let filter = &weight[c * k * k..(c + 1) * k * k];
+                    layout.split(inp, phases);
+                    wide.fill(bias.map_or(0.0, |b| b[c]));
+                    for kh in 0..k {
+                        for kw in 0..k {
+                            let (phase, shift) = layout.tap(kh, kw);
+                            let src = &phases[phase + shift..phase + shift + layout.wide];
+                            let wv = filter[kh * k + kw];
+                            for (d, &v) in wide.iter_mut().zip(src) {
+                                *d += wv * v;
                             }
                         }
                     }
-                }
-            }
-        });
+                    layout.narrow(wide, out);
+                })
+            },
+        );
     y
 }
 
 /// Gradient of [`depthwise_forward`] with respect to its input.
 pub fn depthwise_backward_input(dy: &[f32], weight: &[f32], g: Depthwise) -> Vec<f32> {
+    let layout = Phases::new(g);
     let (oh, ow) = (g.out_h(), g.out_w());
-    let kk = g.kernel * g.kernel;
+    let k = g.kernel;
     let mut dx = vec![0.0; g.n * g.c * g.h * g.w];
     dx.par_chunks_mut(g.h * g.w)
         .zip(dy.par_chunks(oh * ow))
         .with_min_len(min_items(g.h * g.w))
         .enumerate()
-        .for_each(|(i, (out, grad))| {
-            let c = i % g.c;
-            let filter = &weight[c * kk..(c + 1) * kk];
-            for kh in 0..g.kernel {
-                let (oh_lo, oh_hi) = g.valid(kh, g.h, oh);
-                for kw in 0..g.kernel {
-                    let (ow_lo, ow_hi) = g.valid(kw, g.w, ow);
-                    let wv = filter[kh * g.kernel + kw];
-                    for o_row in oh_lo..oh_hi {
-                        let i_row = o_row * g.stride + kh - g.pad;
-                        let src = &grad[o_row * ow + ow_lo..o_row * ow + ow_hi];
-                        let i0 = i_row * g.w + ow_lo * g.stride + kw - g.pad;
-                        if g.stride == 1 {
-                            let dst = &mut out[i0..i0 + src.len()];
-                            for (d, &s) in dst.iter_mut().zip(src) {
-                                *d += wv * s;
-                            }
-                        } else {
-                            for (j, &s) in src.iter().enumerate() {
-                                out[i0 + j * g.stride] += wv * s;
+        .for_each_init(
+            || (layout.buffer(), vec![0.0; layout.wide]),
+            |(phases, wide), (i, (out, grad))| {
+                vectorized(|| {
+                    let c = i % g.c;
+                    let filter = &weight[c * k * k..(c + 1) * k * k];
+                    layout.widen(grad, wide);
+                    phases.fill(0.0);
+                    for kh in 0..k {
+                        for kw in 0..k {
+                            let (phase, shift) = layout.tap(kh, kw);
+                            let dst = &mut phases[phase + shift..phase + shift + layout.wide];
+                            let wv = filter[kh * k + kw];
+                            for (d, &v) in dst.iter_mut().zip(wide.iter()) {
+                                *d += wv * v;
                             }
                         }
                     }
-                }
-            }
-        });
+                    layout.merge(phases, out);
+                })
+            },
+        );
     dx
 }
 
 /// Gradients of [`depthwise_forward`] with respect to its weight `[C, 1, k, k]` and bias `[C]`.
+///
+/// Each tap's products are summed position by position over the batch in `f32` (a run of
+/// `out_h * wq` partial sums), then each run in `f64`.
 pub fn depthwise_backward_params(x: &[f32], dy: &[f32], g: Depthwise) -> (Vec<f32>, Vec<f32>) {
+    let layout = Phases::new(g);
     let (oh, ow) = (g.out_h(), g.out_w());
-    let kk = g.kernel * g.kernel;
+    let (k, kk, len) = (g.kernel, g.kernel * g.kernel, layout.wide);
     let per_channel: Vec<(Vec<f32>, f32)> = (0..g.c)
         .into_par_iter()
         .with_min_len(min_items(g.n * g.h * g.w))
-        .map(|c| {
-            let mut dw = vec![0.0f64; kk];
-            let mut db = 0.0f64;
-            for n in 0..g.n {
-                let plane = (n * g.c + c) * g.h * g.w;
-                let inp = &x[plane..plane + g.h * g.w];
-                let oplane = (n * g.c + c) * oh * ow;
-                let grad = &dy[oplane..oplane + oh * ow];
-                db += sum1(grad, |v| v);
-                for kh in 0..g.kernel {
-                    let (oh_lo, oh_hi) = g.valid(kh, g.h, oh);
-                    for kw in 0..g.kernel {
-                        let (ow_lo, ow_hi) = g.valid(kw, g.w, ow);
-                        let mut acc = 0.0f64;
-                        for o_row in oh_lo..oh_hi {
-                            let i_row = o_row * g.stride + kh - g.pad;
-                            let src = &grad[o_row * ow + ow_lo..o_row * ow + ow_hi];
-                            let i0 = i_row * g.w + ow_lo * g.stride + kw - g.pad;
-                            if g.stride == 1 {
-                                acc += sum2(src, &inp[i0..i0 + src.len()], |a, b| a * b);
-                            } else {
-                                let mut part = 0.0f32;
-                                for (j, &s) in src.iter().enumerate() {
-                                    part += s * inp[i0 + j * g.stride];
+        .map_init(
+            || (layout.buffer(), vec![0.0; len], vec![0.0; (kk + 1) * len]),
+            |(phases, wide, acc), c| {
+                vectorized(|| {
+                    acc.fill(0.0);
+                    let (acc_w, acc_b) = acc.split_at_mut(kk * len);
+                    for n in 0..g.n {
+                        let plane = n * g.c + c;
+                        layout.split(&x[plane * g.h * g.w..(plane + 1) * g.h * g.w], phases);
+                        layout.widen(&dy[plane * oh * ow..(plane + 1) * oh * ow], wide);
+                        for (b, &v) in acc_b.iter_mut().zip(wide.iter()) {
+                            *b += v;
+                        }
+                        for kh in 0..k {
+                            for kw in 0..k {
+                                let (phase, shift) = layout.tap(kh, kw);
+                                let src = &phases[phase + shift..phase + shift + len];
+                                let run = &mut acc_w[(kh * k + kw) * len..][..len];
+                                for ((a, &d), &v) in run.iter_mut().zip(wide.iter()).zip(src) {
+                                    *a += d * v;
                                 }
-                                acc += part as f64;
                             }
                         }
-                        dw[kh * g.kernel + kw] += acc;
                     }
-                }
-            }
-            (dw.into_iter().map(|v| v as f32).collect(), db as f32)
-        })
+                    let total = |run: &[f32]| sum1(run, |v| v) as f32;
+                    let dw = acc_w.chunks_exact(len).map(total).collect();
+                    (dw, total(acc_b))
+                })
+            },
+        )
         .collect();
     let mut dweight = Vec::with_capacity(g.c * kk);
     let mut dbias = Vec::with_capacity(g.c);
@@ -214,11 +314,23 @@ mod tests {
 
     #[test]
     fn depthwise_matches_the_definition_and_its_adjoint() {
+        // Both strides on even and odd sizes, planes down to one pixel, a kernel that reaches
+        // two rows past its phase (5 at stride 2) and strides that leave phases empty.
         for (kernel, stride, pad, h, w) in [
             (3, 1, 1, 7, 6),
             (3, 2, 1, 7, 8),
             (3, 2, 1, 6, 6),
+            (3, 2, 1, 3, 3),
+            (3, 2, 1, 2, 2),
+            (3, 1, 1, 1, 1),
+            (3, 2, 1, 1, 1),
+            (3, 2, 0, 7, 5),
+            (5, 1, 2, 6, 7),
+            (5, 2, 2, 9, 6),
+            (3, 3, 1, 8, 7),
+            (7, 1, 3, 4, 5),
             (1, 1, 0, 5, 4),
+            (1, 2, 0, 5, 4),
         ] {
             let g = Depthwise {
                 n: 2,

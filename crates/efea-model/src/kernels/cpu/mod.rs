@@ -18,23 +18,24 @@ fn min_items(len: usize) -> usize {
 /// Lanes of the partial sums: two AVX registers, enough to hide the latency of the adds.
 const LANES: usize = 16;
 
+/// Runs `f` compiled for the widest vector instructions this CPU has, picked at run time by
+/// [`pulp`] (AVX2 + FMA where present; the x86-64 baseline is SSE2, four lanes). The loops of
+/// these kernels are written for LLVM to vectorise; everything inlined into `f` gets the
+/// wider registers. Each rayon task calls it around its own loop, since the instruction set is
+/// a property of the function the loop is compiled into. Results do not change: the partial
+/// sums have a fixed width ([`LANES`]) whatever the register width, and Rust never contracts
+/// `a * b + c` into a fused multiply-add on its own.
+#[inline(always)]
+fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
+
 /// The activation fused after a batch norm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Act {
     Identity,
     Relu,
     Relu6,
-}
-
-impl Act {
-    #[cfg(test)]
-    fn apply(self, z: f32) -> f32 {
-        match self {
-            Act::Identity => Identity::apply(z),
-            Act::Relu => Relu::apply(z),
-            Act::Relu6 => Relu6::apply(z),
-        }
-    }
 }
 
 /// An activation as a type, so that each kernel is compiled once per activation with the
@@ -153,6 +154,48 @@ fn sum1(a: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     sum2(a, a, |x, _| f(x))
 }
 
+/// Planes up to this many values are summed position by position over the batch.
+const SMALL_PLANE: usize = 64;
+
+/// `(sum(f(a[i], b[i])), sum(g(a[i], b[i])))` over the pairs of planes of one channel.
+///
+/// Large planes go through [`sum2x2`] one by one. The deep stages' planes are small (36 or 9
+/// values at 48x48), where [`sum2x2`] would be all tail and `f64` conversions: there the
+/// planes are summed into `hw` partial sums, one per position, and those once in `f64`.
+#[inline(always)]
+fn channel_sum2x2<'a>(
+    pairs: impl Iterator<Item = (&'a [f32], &'a [f32])>,
+    hw: usize,
+    f: impl Fn(f32, f32) -> (f32, f32),
+) -> (f64, f64) {
+    if hw > SMALL_PLANE {
+        return pairs
+            .map(|(a, b)| sum2x2(a, b, &f))
+            .fold((0.0, 0.0), |(s0, s1), (u, v)| (s0 + u, s1 + v));
+    }
+    let mut acc0 = [0.0f32; SMALL_PLANE];
+    let mut acc1 = [0.0f32; SMALL_PLANE];
+    for (a, b) in pairs {
+        for (((s0, s1), &x), &y) in acc0[..hw].iter_mut().zip(&mut acc1[..hw]).zip(a).zip(b) {
+            let (u, v) = f(x, y);
+            *s0 += u;
+            *s1 += v;
+        }
+    }
+    let total = |acc: &[f32]| acc.iter().map(|&v| v as f64).sum::<f64>();
+    (total(&acc0[..hw]), total(&acc1[..hw]))
+}
+
+/// `sum(f(a[i]))` over the planes of one channel (see [`channel_sum2x2`]).
+#[inline(always)]
+fn channel_sum<'a>(
+    planes: impl Iterator<Item = &'a [f32]>,
+    hw: usize,
+    f: impl Fn(f32) -> f32,
+) -> f64 {
+    channel_sum2x2(planes.map(|p| (p, p)), hw, |v, _| (f(v), 0.0)).0
+}
+
 /// The `(n, c)` planes of channel `c` in an NCHW buffer.
 fn planes(data: &[f32], channels: usize, plane: usize, c: usize) -> impl Iterator<Item = &[f32]> {
     data.chunks_exact(plane).skip(c).step_by(channels)
@@ -185,9 +228,9 @@ pub use batch_norm::{
     bn_act_train_backward, bn_act_train_backward_in_place, bn_act_train_forward, channel_stats,
     scale_bias_act_in_place,
 };
-#[cfg(test)]
-pub use depthwise::depthwise_forward;
-pub use depthwise::{Depthwise, depthwise_backward_input, depthwise_backward_params};
+pub use depthwise::{
+    Depthwise, depthwise_backward_input, depthwise_backward_params, depthwise_forward,
+};
 pub use subspace::{SubspaceEval, subspace_eval_forward};
 pub use triplet::{Axis, Dims, triplet_backward, triplet_forward, zpool_backward, zpool_forward};
 

@@ -2,6 +2,8 @@
 
 use rayon::prelude::*;
 
+use super::vectorized;
+
 /// Shape of a 4-D NCHW tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dims {
@@ -60,68 +62,70 @@ pub fn zpool_forward(x: &[f32], d: Dims, axis: Axis) -> (Vec<f32>, Vec<u32>) {
         .zip(argmax.par_chunks_mut(a * b))
         .zip(x.par_chunks(d.sample()))
         .for_each(|((out, idx), xs)| {
-            let (max, mean) = out.split_at_mut(a * b);
-            max.fill(f32::NEG_INFINITY);
-            match axis {
-                Axis::Channel => {
-                    for (c, plane) in xs.chunks_exact(d.h * d.w).enumerate() {
-                        for (((m, s), i), &v) in max
-                            .iter_mut()
-                            .zip(mean.iter_mut())
-                            .zip(idx.iter_mut())
-                            .zip(plane)
-                        {
-                            if v > *m {
-                                *m = v;
-                                *i = c as u32;
-                            }
-                            *s += v;
-                        }
-                    }
-                }
-                Axis::Height => {
-                    for (c, plane) in xs.chunks_exact(d.h * d.w).enumerate() {
-                        let row = c * d.w..(c + 1) * d.w;
-                        let (m_row, s_row, i_row) =
-                            (&mut max[row.clone()], &mut mean[row.clone()], &mut idx[row]);
-                        for (h, line) in plane.chunks_exact(d.w).enumerate() {
-                            for (((m, s), i), &v) in m_row
+            vectorized(|| {
+                let (max, mean) = out.split_at_mut(a * b);
+                max.fill(f32::NEG_INFINITY);
+                match axis {
+                    Axis::Channel => {
+                        for (c, plane) in xs.chunks_exact(d.h * d.w).enumerate() {
+                            for (((m, s), i), &v) in max
                                 .iter_mut()
-                                .zip(s_row.iter_mut())
-                                .zip(i_row.iter_mut())
-                                .zip(line)
+                                .zip(mean.iter_mut())
+                                .zip(idx.iter_mut())
+                                .zip(plane)
                             {
                                 if v > *m {
                                     *m = v;
-                                    *i = h as u32;
+                                    *i = c as u32;
                                 }
                                 *s += v;
                             }
                         }
                     }
-                }
-                Axis::Width => {
-                    for (c, plane) in xs.chunks_exact(d.h * d.w).enumerate() {
-                        for (h, line) in plane.chunks_exact(d.w).enumerate() {
-                            let (mut m, mut at, mut s) = (f32::NEG_INFINITY, 0u32, 0.0f32);
-                            for (w, &v) in line.iter().enumerate() {
-                                if v > m {
-                                    m = v;
-                                    at = w as u32;
+                    Axis::Height => {
+                        for (c, plane) in xs.chunks_exact(d.h * d.w).enumerate() {
+                            let row = c * d.w..(c + 1) * d.w;
+                            let (m_row, s_row, i_row) =
+                                (&mut max[row.clone()], &mut mean[row.clone()], &mut idx[row]);
+                            for (h, line) in plane.chunks_exact(d.w).enumerate() {
+                                for (((m, s), i), &v) in m_row
+                                    .iter_mut()
+                                    .zip(s_row.iter_mut())
+                                    .zip(i_row.iter_mut())
+                                    .zip(line)
+                                {
+                                    if v > *m {
+                                        *m = v;
+                                        *i = h as u32;
+                                    }
+                                    *s += v;
                                 }
-                                s += v;
                             }
-                            let o = h * d.c + c;
-                            max[o] = m;
-                            mean[o] = s;
-                            idx[o] = at;
+                        }
+                    }
+                    Axis::Width => {
+                        for (c, plane) in xs.chunks_exact(d.h * d.w).enumerate() {
+                            for (h, line) in plane.chunks_exact(d.w).enumerate() {
+                                let (mut m, mut at, mut s) = (f32::NEG_INFINITY, 0u32, 0.0f32);
+                                for (w, &v) in line.iter().enumerate() {
+                                    if v > m {
+                                        m = v;
+                                        at = w as u32;
+                                    }
+                                    s += v;
+                                }
+                                let o = h * d.c + c;
+                                max[o] = m;
+                                mean[o] = s;
+                                idx[o] = at;
+                            }
                         }
                     }
                 }
-            }
-            for s in mean.iter_mut() {
-                *s *= inv;
-            }
+                for s in mean.iter_mut() {
+                    *s *= inv;
+                }
+            })
         });
     (pooled, argmax)
 }
@@ -136,24 +140,26 @@ pub fn zpool_backward(grad: &[f32], argmax: &[u32], d: Dims, axis: Axis) -> Vec<
         .zip(grad.par_chunks(2 * a * b))
         .zip(argmax.par_chunks(a * b))
         .for_each(|((out, g), idx)| {
-            let (g_max, g_mean) = g.split_at(a * b);
-            for (c, plane) in out.chunks_exact_mut(d.h * d.w).enumerate() {
-                for (h, line) in plane.chunks_exact_mut(d.w).enumerate() {
-                    for (w, v) in line.iter_mut().enumerate() {
-                        let (o, along) = match axis {
-                            Axis::Channel => (h * d.w + w, c),
-                            Axis::Height => (c * d.w + w, h),
-                            Axis::Width => (h * d.c + c, w),
-                        };
-                        let hit = if idx[o] as usize == along {
-                            g_max[o]
-                        } else {
-                            0.0
-                        };
-                        *v = hit + g_mean[o] * inv;
+            vectorized(|| {
+                let (g_max, g_mean) = g.split_at(a * b);
+                for (c, plane) in out.chunks_exact_mut(d.h * d.w).enumerate() {
+                    for (h, line) in plane.chunks_exact_mut(d.w).enumerate() {
+                        for (w, v) in line.iter_mut().enumerate() {
+                            let (o, along) = match axis {
+                                Axis::Channel => (h * d.w + w, c),
+                                Axis::Height => (c * d.w + w, h),
+                                Axis::Width => (h * d.c + c, w),
+                            };
+                            let hit = if idx[o] as usize == along {
+                                g_max[o]
+                            } else {
+                                0.0
+                            };
+                            *v = hit + g_mean[o] * inv;
+                        }
                     }
                 }
-            }
+            })
         });
     dx
 }
@@ -166,27 +172,30 @@ pub fn triplet_forward(x: &[f32], g_cw: &[f32], g_hc: &[f32], g_hw: &[f32], d: D
         .zip(x.par_chunks(d.sample()))
         .enumerate()
         .for_each(|(n, (out, xs))| {
-            let cw = &g_cw[n * d.c * d.w..(n + 1) * d.c * d.w];
-            let hc = &g_hc[n * d.h * d.c..(n + 1) * d.h * d.c];
-            let hw = &g_hw[n * d.h * d.w..(n + 1) * d.h * d.w];
-            for (c, (plane, xp)) in out
-                .chunks_exact_mut(d.h * d.w)
-                .zip(xs.chunks_exact(d.h * d.w))
-                .enumerate()
-            {
-                let cw_row = &cw[c * d.w..(c + 1) * d.w];
-                for (h, (line, xl)) in plane
-                    .chunks_exact_mut(d.w)
-                    .zip(xp.chunks_exact(d.w))
+            vectorized(|| {
+                let cw = &g_cw[n * d.c * d.w..(n + 1) * d.c * d.w];
+                let hc = &g_hc[n * d.h * d.c..(n + 1) * d.h * d.c];
+                let hw = &g_hw[n * d.h * d.w..(n + 1) * d.h * d.w];
+                for (c, (plane, xp)) in out
+                    .chunks_exact_mut(d.h * d.w)
+                    .zip(xs.chunks_exact(d.h * d.w))
                     .enumerate()
                 {
-                    let g2 = hc[h * d.c + c];
-                    let hw_row = &hw[h * d.w..(h + 1) * d.w];
-                    for (((o, &v), &g1), &g3) in line.iter_mut().zip(xl).zip(cw_row).zip(hw_row) {
-                        *o = v * (g1 + g2 + g3) * (1.0 / 3.0);
+                    let cw_row = &cw[c * d.w..(c + 1) * d.w];
+                    for (h, (line, xl)) in plane
+                        .chunks_exact_mut(d.w)
+                        .zip(xp.chunks_exact(d.w))
+                        .enumerate()
+                    {
+                        let g2 = hc[h * d.c + c];
+                        let hw_row = &hw[h * d.w..(h + 1) * d.w];
+                        for (((o, &v), &g1), &g3) in line.iter_mut().zip(xl).zip(cw_row).zip(hw_row)
+                        {
+                            *o = v * (g1 + g2 + g3) * (1.0 / 3.0);
+                        }
                     }
                 }
-            }
+            })
         });
     y
 }
@@ -211,32 +220,34 @@ pub fn triplet_backward(
         .zip(d_hw.par_chunks_mut(d.h * d.w))
         .enumerate()
         .for_each(|(n, (((dxs, dcw), dhc), dhw))| {
-            let xs = &x[n * d.sample()..(n + 1) * d.sample()];
-            let gs = &dy[n * d.sample()..(n + 1) * d.sample()];
-            let cw = &g_cw[n * d.c * d.w..(n + 1) * d.c * d.w];
-            let hc = &g_hc[n * d.h * d.c..(n + 1) * d.h * d.c];
-            let hw = &g_hw[n * d.h * d.w..(n + 1) * d.h * d.w];
-            let plane = d.h * d.w;
-            for c in 0..d.c {
-                let cw_row = &cw[c * d.w..(c + 1) * d.w];
-                let dcw_row = &mut dcw[c * d.w..(c + 1) * d.w];
-                for h in 0..d.h {
-                    let at = c * plane + h * d.w;
-                    let (xl, gl) = (&xs[at..at + d.w], &gs[at..at + d.w]);
-                    let g2 = hc[h * d.c + c];
-                    let hw_row = &hw[h * d.w..(h + 1) * d.w];
-                    let dhw_row = &mut dhw[h * d.w..(h + 1) * d.w];
-                    let mut row_sum = 0.0f32;
-                    for w in 0..d.w {
-                        let gx = gl[w] * xl[w] * third;
-                        dxs[at + w] = gl[w] * (cw_row[w] + g2 + hw_row[w]) * third;
-                        dcw_row[w] += gx;
-                        dhw_row[w] += gx;
-                        row_sum += gx;
+            vectorized(|| {
+                let xs = &x[n * d.sample()..(n + 1) * d.sample()];
+                let gs = &dy[n * d.sample()..(n + 1) * d.sample()];
+                let cw = &g_cw[n * d.c * d.w..(n + 1) * d.c * d.w];
+                let hc = &g_hc[n * d.h * d.c..(n + 1) * d.h * d.c];
+                let hw = &g_hw[n * d.h * d.w..(n + 1) * d.h * d.w];
+                let plane = d.h * d.w;
+                for c in 0..d.c {
+                    let cw_row = &cw[c * d.w..(c + 1) * d.w];
+                    let dcw_row = &mut dcw[c * d.w..(c + 1) * d.w];
+                    for h in 0..d.h {
+                        let at = c * plane + h * d.w;
+                        let (xl, gl) = (&xs[at..at + d.w], &gs[at..at + d.w]);
+                        let g2 = hc[h * d.c + c];
+                        let hw_row = &hw[h * d.w..(h + 1) * d.w];
+                        let dhw_row = &mut dhw[h * d.w..(h + 1) * d.w];
+                        let mut row_sum = 0.0f32;
+                        for w in 0..d.w {
+                            let gx = gl[w] * xl[w] * third;
+                            dxs[at + w] = gl[w] * (cw_row[w] + g2 + hw_row[w]) * third;
+                            dcw_row[w] += gx;
+                            dhw_row[w] += gx;
+                            row_sum += gx;
+                        }
+                        dhc[h * d.c + c] = row_sum;
                     }
-                    dhc[h * d.c + c] = row_sum;
                 }
-            }
+            })
         });
     (dx, d_cw, d_hc, d_hw)
 }
