@@ -55,6 +55,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if command == "train" {
+        // As `efea train` runs: its main thread computes as one of the pool's threads.
+        kernels::join_global_pool();
+    }
     let result = match command.as_str() {
         "train" => train(&options),
         "infer" => infer(&options),

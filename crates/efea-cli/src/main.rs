@@ -20,6 +20,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc keeps freed pages for reuse where glibc hands large tensor buffers back to the
+/// kernel and faults them in again, zeroed, on the next allocation; `efea-bench` measures
+/// with the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "efea",
@@ -55,6 +61,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Train(_) | Command::Cv(_)) {
+        // The main thread trains: it computes as one of the pool's threads
+        // (see `efea_model::kernels::join_global_pool`).
+        efea_model::kernels::join_global_pool();
+    }
     let result = match cli.command {
         Command::Model(cmd) => model::run(cmd),
         Command::Data(cmd) => data::run(cmd),

@@ -30,20 +30,33 @@ struct DepthwiseState {
 }
 
 impl DepthwiseState {
-    fn grads(&self, grad: &FlexTensor, want_x: bool, want_params: bool) -> DepthwiseGrads {
+    /// The gradients from the incoming `grad`, which the input gradient overwrites where it
+    /// can (stride 1, "same" padding, `grad` not shared): the parameters' gradients are read
+    /// from it first.
+    fn grads(&self, mut grad: FlexTensor, want_x: bool, want_params: bool) -> DepthwiseGrads {
         let g = self.geometry;
-        let dx = want_x.then(|| {
-            new_tensor(
-                cpu::depthwise_backward_input(values(grad), values(&self.weight), g),
-                &[g.n, g.c, g.h, g.w],
-            )
-        });
+        let weight = values(&self.weight);
         let params = want_params.then(|| {
-            let (dw, db) = cpu::depthwise_backward_params(values(&self.x), values(grad), g);
+            let (dw, db) = cpu::depthwise_backward_params(values(&self.x), values(&grad), g);
             (
                 new_tensor(dw, &[g.c, 1, g.kernel, g.kernel]),
                 new_tensor(db, &[g.c]),
             )
+        });
+        let dx = want_x.then(|| {
+            let dense = grad.layout().contiguous_offsets().map(|(start, _)| start) == Some(0);
+            let in_place = dense
+                && grad
+                    .try_storage_mut::<f32>()
+                    .is_some_and(|dy| cpu::depthwise_backward_input_in_place(dy, weight, g));
+            if in_place {
+                grad
+            } else {
+                new_tensor(
+                    cpu::depthwise_backward_input(values(&grad), weight, g),
+                    &[g.n, g.c, g.h, g.w],
+                )
+            }
         });
         DepthwiseGrads { dx, params }
     }
@@ -63,7 +76,7 @@ impl Backward<Flex, 2> for DepthwiseBackward {
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_w] = ops.parents;
         let grad = contiguous(grads.consume::<Flex>(&ops.node));
-        let out = ops.state.grads(&grad, node_x.is_some(), node_w.is_some());
+        let out = ops.state.grads(grad, node_x.is_some(), node_w.is_some());
         if let (Some(node), Some(dx)) = (node_x, out.dx) {
             grads.register::<Flex>(node.id, dx);
         }
@@ -83,7 +96,7 @@ impl Backward<Flex, 3> for DepthwiseBiasBackward {
         let [node_x, node_w, node_b] = ops.parents;
         let grad = contiguous(grads.consume::<Flex>(&ops.node));
         let want_params = node_w.is_some() || node_b.is_some();
-        let out = ops.state.grads(&grad, node_x.is_some(), want_params);
+        let out = ops.state.grads(grad, node_x.is_some(), want_params);
         if let (Some(node), Some(dx)) = (node_x, out.dx) {
             grads.register::<Flex>(node.id, dx);
         }

@@ -38,32 +38,81 @@ impl Depthwise {
 /// therefore a sum of `k * k` shifted copies of the phases, and each gradient is a product of
 /// two such contiguous runs: every inner loop is one long vector loop over the plane instead
 /// of a short one per row, whatever the stride, and no row is clipped at the border.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Phases {
     g: Depthwise,
-    /// Rows and row stride of a phase.
-    hq: usize,
+    /// Row stride of a phase.
     wq: usize,
     /// Length of a phase buffer.
     len: usize,
     /// Length of an output plane in this layout: `out_h * wq`.
     wide: usize,
+    /// Each tap's `(first value of its phase + shift)`, row by row of the kernel.
+    taps: Vec<usize>,
+    /// The phase rows that hold input values (the rest of the phases stay zero).
+    rows: Vec<PhaseRow>,
+}
+
+/// A row of a phase that holds input values: its columns `cols` hold input row `row`'s
+/// columns `first, first + stride, ...`.
+#[derive(Debug, Clone)]
+struct PhaseRow {
+    /// Index of the row's first value in the phases' buffer.
+    start: usize,
+    /// Input row.
+    row: usize,
+    /// Phase columns holding input values.
+    cols: std::ops::Range<usize>,
+    /// Input column of `cols.start`.
+    first: usize,
 }
 
 impl Phases {
     fn new(g: Depthwise) -> Self {
-        let s = g.stride;
-        let hq = (g.h + 2 * g.pad).div_ceil(s);
-        let wq = (g.w + 2 * g.pad).div_ceil(s);
-        let reach = (g.kernel - 1) / s;
+        let (s, p, k) = (g.stride, g.pad, g.kernel);
+        let hq = (g.h + 2 * p).div_ceil(s);
+        let wq = (g.w + 2 * p).div_ceil(s);
+        let reach = (k - 1) / s;
         let wide = g.out_h() * wq;
         let len = (hq * wq).max(wide + reach * wq + reach);
+        let taps = (0..k * k)
+            .map(|t| {
+                let (kh, kw) = (t / k, t % k);
+                let phase = (kh % s) * s + kw % s;
+                phase * len + (kh / s) * wq + kw / s
+            })
+            .collect();
+        let mut rows = Vec::new();
+        for a in 0..s {
+            for i in 0..hq {
+                // Padded row i * s + a is input row i * s + a - pad.
+                let r = i * s + a;
+                if r < p || r - p >= g.h {
+                    continue;
+                }
+                for b in 0..s {
+                    // Phase column j holds input column j * s + b - pad: within 0..w for j in
+                    // lo..hi.
+                    let lo = p.saturating_sub(b).div_ceil(s);
+                    let hi = (g.w + p).saturating_sub(b).div_ceil(s).min(wq);
+                    if lo < hi {
+                        rows.push(PhaseRow {
+                            start: (a * s + b) * len + i * wq,
+                            row: r - p,
+                            cols: lo..hi,
+                            first: lo * s + b - p,
+                        });
+                    }
+                }
+            }
+        }
         Phases {
             g,
-            hq,
             wq,
             len,
             wide,
+            taps,
+            rows,
         }
     }
 
@@ -72,65 +121,37 @@ impl Phases {
         vec![0.0; self.g.stride * self.g.stride * self.len]
     }
 
-    /// Tap `(kh, kw)`: its phase's first value and the shift into it.
-    fn tap(&self, kh: usize, kw: usize) -> (usize, usize) {
-        let s = self.g.stride;
-        let phase = (kh % s) * s + kw % s;
-        (phase * self.len, (kh / s) * self.wq + kw / s)
-    }
-
-    /// Calls `f(phase_row, plane_row, columns)` for each row of each phase that holds input
-    /// values, where `columns` are the phase columns `j` holding input column
-    /// `j * s + b - pad` (the rest of the phases stay zero).
-    fn for_each_row(&self, mut f: impl FnMut(usize, usize, usize, std::ops::Range<usize>)) {
-        let (s, p) = (self.g.stride, self.g.pad);
-        for a in 0..s {
-            for i in 0..self.hq {
-                let r = i * s + a;
-                if r < p || r - p >= self.g.h {
-                    continue;
-                }
-                for b in 0..s {
-                    // Input column j * s + b - pad within 0..w.
-                    let lo = p.saturating_sub(b).div_ceil(s);
-                    let hi = (self.g.w + p).saturating_sub(b).div_ceil(s).min(self.wq);
-                    let start = (a * s + b) * self.len + i * self.wq;
-                    f(start, r - p, b, lo..hi.max(lo));
+    /// Writes `plane` (`h x w`) into the phases (whose padding must already be zero).
+    fn split(&self, plane: &[f32], phases: &mut [f32]) {
+        let (s, w) = (self.g.stride, self.g.w);
+        for r in &self.rows {
+            let src = &plane[r.row * w + r.first..(r.row + 1) * w];
+            let dst = &mut phases[r.start + r.cols.start..r.start + r.cols.end];
+            if s == 1 {
+                dst.copy_from_slice(&src[..dst.len()]);
+            } else {
+                for (d, &v) in dst.iter_mut().zip(src.iter().step_by(s)) {
+                    *d = v;
                 }
             }
         }
     }
 
-    /// Writes `plane` (`h x w`) into the phases (whose padding must already be zero).
-    fn split(&self, plane: &[f32], phases: &mut [f32]) {
-        let (s, p, w) = (self.g.stride, self.g.pad, self.g.w);
-        self.for_each_row(|start, row, b, cols| {
-            let src = &plane[row * w..(row + 1) * w];
-            let dst = &mut phases[start..start + self.wq];
-            if s == 1 {
-                dst[cols.clone()].copy_from_slice(&src[cols.start - p..cols.end - p]);
-            } else {
-                for j in cols {
-                    dst[j] = src[j * s + b - p];
-                }
-            }
-        });
-    }
-
-    /// Reads `plane` (`h x w`) back out of the phases: the adjoint of [`Self::split`].
+    /// Reads `plane` (`h x w`) back out of the phases: the adjoint of [`Self::split`] (each
+    /// input value lies in exactly one phase).
     fn merge(&self, phases: &[f32], plane: &mut [f32]) {
-        let (s, p, w) = (self.g.stride, self.g.pad, self.g.w);
-        self.for_each_row(|start, row, b, cols| {
-            let src = &phases[start..start + self.wq];
-            let dst = &mut plane[row * w..(row + 1) * w];
+        let (s, w) = (self.g.stride, self.g.w);
+        for r in &self.rows {
+            let src = &phases[r.start + r.cols.start..r.start + r.cols.end];
+            let dst = &mut plane[r.row * w + r.first..(r.row + 1) * w];
             if s == 1 {
-                dst.copy_from_slice(&src[cols.start..cols.end]);
+                dst[..src.len()].copy_from_slice(src);
             } else {
-                for j in cols {
-                    dst[j * s + b - p] = src[j];
+                for (d, &v) in dst.iter_mut().step_by(s).zip(src) {
+                    *d = v;
                 }
             }
-        });
+        }
     }
 
     /// Writes an output plane (`out_h x out_w`) into `wide` with row stride `wq`, zeros past
@@ -175,14 +196,10 @@ pub fn depthwise_forward(
                     let filter = &weight[c * k * k..(c + 1) * k * k];
                     layout.split(inp, phases);
                     wide.fill(bias.map_or(0.0, |b| b[c]));
-                    for kh in 0..k {
-                        for kw in 0..k {
-                            let (phase, shift) = layout.tap(kh, kw);
-                            let src = &phases[phase + shift..phase + shift + layout.wide];
-                            let wv = filter[kh * k + kw];
-                            for (d, &v) in wide.iter_mut().zip(src) {
-                                *d += wv * v;
-                            }
+                    for (&tap, &wv) in layout.taps.iter().zip(filter) {
+                        let src = &phases[tap..tap + layout.wide];
+                        for (d, &v) in wide.iter_mut().zip(src) {
+                            *d += wv * v;
                         }
                     }
                     layout.narrow(wide, out);
@@ -195,36 +212,67 @@ pub fn depthwise_forward(
 /// Gradient of [`depthwise_forward`] with respect to its input.
 pub fn depthwise_backward_input(dy: &[f32], weight: &[f32], g: Depthwise) -> Vec<f32> {
     let layout = Phases::new(g);
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let k = g.kernel;
     let mut dx = vec![0.0; g.n * g.c * g.h * g.w];
     dx.par_chunks_mut(g.h * g.w)
-        .zip(dy.par_chunks(oh * ow))
+        .zip(dy.par_chunks(g.out_h() * g.out_w()))
         .with_min_len(min_items(g.h * g.w))
         .enumerate()
         .for_each_init(
             || (layout.buffer(), vec![0.0; layout.wide]),
             |(phases, wide), (i, (out, grad))| {
                 vectorized(|| {
-                    let c = i % g.c;
-                    let filter = &weight[c * k * k..(c + 1) * k * k];
                     layout.widen(grad, wide);
-                    phases.fill(0.0);
-                    for kh in 0..k {
-                        for kw in 0..k {
-                            let (phase, shift) = layout.tap(kh, kw);
-                            let dst = &mut phases[phase + shift..phase + shift + layout.wide];
-                            let wv = filter[kh * k + kw];
-                            for (d, &v) in dst.iter_mut().zip(wide.iter()) {
-                                *d += wv * v;
-                            }
-                        }
-                    }
-                    layout.merge(phases, out);
+                    input_gradient(&layout, weight, i % g.c, wide, phases, out);
                 })
             },
         );
     dx
+}
+
+/// [`depthwise_backward_input`] written over `dy`, for a convolution whose output has its
+/// input's shape (stride 1, "same" padding): each plane is copied out before its gradient
+/// is written back, so no new buffer is allocated. `false` (and `dy` untouched) otherwise.
+pub fn depthwise_backward_input_in_place(dy: &mut [f32], weight: &[f32], g: Depthwise) -> bool {
+    if (g.out_h(), g.out_w()) != (g.h, g.w) || dy.len() != g.n * g.c * g.h * g.w {
+        return false;
+    }
+    let layout = Phases::new(g);
+    dy.par_chunks_mut(g.h * g.w)
+        .with_min_len(min_items(g.h * g.w))
+        .enumerate()
+        .for_each_init(
+            || (layout.buffer(), vec![0.0; layout.wide]),
+            |(phases, wide), (i, plane)| {
+                vectorized(|| {
+                    layout.widen(plane, wide);
+                    input_gradient(&layout, weight, i % g.c, wide, phases, plane);
+                })
+            },
+        );
+    true
+}
+
+/// The input gradient of one plane of channel `c` from its output gradient `wide` (in the wide
+/// layout): every tap adds its weight times `wide` to its shifted phase, and the phases are
+/// read back into `out`.
+#[inline(always)]
+fn input_gradient(
+    layout: &Phases,
+    weight: &[f32],
+    c: usize,
+    wide: &[f32],
+    phases: &mut [f32],
+    out: &mut [f32],
+) {
+    let kk = layout.taps.len();
+    phases.fill(0.0);
+    for (&tap, &wv) in layout.taps.iter().zip(&weight[c * kk..(c + 1) * kk]) {
+        let dst = &mut phases[tap..tap + layout.wide];
+        for (d, &v) in dst.iter_mut().zip(wide) {
+            *d += wv * v;
+        }
+    }
+    layout.merge(phases, out);
 }
 
 /// Gradients of [`depthwise_forward`] with respect to its weight `[C, 1, k, k]` and bias `[C]`.
@@ -234,7 +282,7 @@ pub fn depthwise_backward_input(dy: &[f32], weight: &[f32], g: Depthwise) -> Vec
 pub fn depthwise_backward_params(x: &[f32], dy: &[f32], g: Depthwise) -> (Vec<f32>, Vec<f32>) {
     let layout = Phases::new(g);
     let (oh, ow) = (g.out_h(), g.out_w());
-    let (k, kk, len) = (g.kernel, g.kernel * g.kernel, layout.wide);
+    let (kk, len) = (g.kernel * g.kernel, layout.wide);
     let per_channel: Vec<(Vec<f32>, f32)> = (0..g.c)
         .into_par_iter()
         .with_min_len(min_items(g.n * g.h * g.w))
@@ -251,14 +299,10 @@ pub fn depthwise_backward_params(x: &[f32], dy: &[f32], g: Depthwise) -> (Vec<f3
                         for (b, &v) in acc_b.iter_mut().zip(wide.iter()) {
                             *b += v;
                         }
-                        for kh in 0..k {
-                            for kw in 0..k {
-                                let (phase, shift) = layout.tap(kh, kw);
-                                let src = &phases[phase + shift..phase + shift + len];
-                                let run = &mut acc_w[(kh * k + kw) * len..][..len];
-                                for ((a, &d), &v) in run.iter_mut().zip(wide.iter()).zip(src) {
-                                    *a += d * v;
-                                }
+                        for (&tap, run) in layout.taps.iter().zip(acc_w.chunks_exact_mut(len)) {
+                            let src = &phases[tap..tap + len];
+                            for ((a, &d), &v) in run.iter_mut().zip(wide.iter()).zip(src) {
+                                *a += d * v;
                             }
                         }
                     }
@@ -355,6 +399,13 @@ mod tests {
             // <dy, conv(x)> is linear in x and w: its gradients are the adjoints.
             let dy = pseudo_random(y.len(), 11);
             let dx = depthwise_backward_input(&dy, &wt, g);
+            let mut in_place = dy.clone();
+            if depthwise_backward_input_in_place(&mut in_place, &wt, g) {
+                assert_eq!(in_place, dx, "in place {kernel}/{stride}");
+            } else {
+                assert_ne!((g.out_h(), g.out_w()), (h, w), "same shape, not in place");
+                assert_eq!(in_place, dy, "left as it was");
+            }
             for i in 0..x.len() {
                 let mut e = vec![0.0; x.len()];
                 e[i] = 1.0;

@@ -229,7 +229,8 @@ pub use batch_norm::{
     scale_bias_act_in_place,
 };
 pub use depthwise::{
-    Depthwise, depthwise_backward_input, depthwise_backward_params, depthwise_forward,
+    Depthwise, depthwise_backward_input, depthwise_backward_input_in_place,
+    depthwise_backward_params, depthwise_forward,
 };
 pub use subspace::{SubspaceEval, subspace_eval_forward};
 pub use triplet::{Axis, Dims, triplet_backward, triplet_forward, zpool_backward, zpool_forward};
