@@ -46,6 +46,7 @@ pub struct CvArgs {
 
 pub fn run(args: CvArgs) -> anyhow::Result<()> {
     let devices = args.devices.devices()?;
+    crate::device::compute_on_main_thread(&devices);
     let kind: DatasetKind = args.dataset.parse()?;
     let demo = kind == DatasetKind::Synth && args.config.is_none();
     let mut config = if demo {

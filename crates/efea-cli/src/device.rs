@@ -45,3 +45,12 @@ impl DeviceArgs {
 pub fn parse_device(name: &str) -> anyhow::Result<Device> {
     Ok(efea_model::device::parse_device(name)?)
 }
+
+/// Before training on `devices`: on one device the main thread trains, so it computes as one
+/// of rayon's threads; with several it waits on theirs (see
+/// `efea_model::kernels::join_global_pool`).
+pub fn compute_on_main_thread(devices: &[Device]) {
+    if devices.len() == 1 {
+        efea_model::kernels::join_global_pool();
+    }
+}

@@ -61,11 +61,6 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Train(_) | Command::Cv(_)) {
-        // The main thread trains: it computes as one of the pool's threads
-        // (see `efea_model::kernels::join_global_pool`).
-        efea_model::kernels::join_global_pool();
-    }
     let result = match cli.command {
         Command::Model(cmd) => model::run(cmd),
         Command::Data(cmd) => data::run(cmd),

@@ -232,6 +232,7 @@ pub use efea_train::checkpoint::default_run_dir;
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let devices = args.devices.devices()?;
+    crate::device::compute_on_main_thread(&devices);
     let mut progress = Progress::new(&args.devices);
     let started = Instant::now();
     let outcome = if let Some(dir) = &args.resume {

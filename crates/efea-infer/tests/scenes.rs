@@ -144,6 +144,11 @@ fn faces_found_in_scenes_are_named_well_above_chance() {
     config.optimizer.lr = 0.003;
     config.report_tencrop = false;
     config.augment = efea_data::AugmentConfig::light();
+    // `EFEA_SCENES_SEED=N` trains with another seed: how the spread below was measured.
+    if let Ok(seed) = std::env::var("EFEA_SCENES_SEED") {
+        config.seed = seed.parse().expect("EFEA_SCENES_SEED: an integer");
+    }
+    let config_seed = config.seed;
     let outcome = efea_train::train(config, &run, &[Device::flex()], &mut Silent).unwrap();
     let (_, test_accuracy) = outcome.test_accuracy().unwrap();
 
@@ -169,7 +174,16 @@ fn faces_found_in_scenes_are_named_well_above_chance() {
     )
     .unwrap();
     let (mut named, mut found, mut crop_named, mut total) = (0, 0, 0, 0);
-    for (seed, side) in [(11, 96), (12, 128), (13, 80), (14, 112)] {
+    for (seed, side) in [
+        (11, 96),
+        (12, 128),
+        (13, 80),
+        (14, 112),
+        (15, 96),
+        (16, 128),
+        (17, 80),
+        (18, 112),
+    ] {
         let (canvas, truths) = scene(
             seed,
             8,
@@ -205,19 +219,22 @@ fn faces_found_in_scenes_are_named_well_above_chance() {
     let scene_accuracy = named as f64 / total as f64;
     let crop_accuracy = crop_named as f64 / total as f64;
     eprintln!(
-        "held-out test accuracy {test_accuracy:.2}; of {total} pasted faces {found} found, \
-         {named} named right in the scenes ({scene_accuracy:.2}), {crop_named} as crops ({crop_accuracy:.2})"
+        "seed {}: held-out test accuracy {test_accuracy:.2}; of {total} pasted faces {found} found, \
+         {named} named right in the scenes ({scene_accuracy:.2}), {crop_named} as crops ({crop_accuracy:.2})",
+        config_seed
     );
-    // Seven classes: chance is 14 %. A face the detector misses counts as wrong. Measured
-    // over training seeds 1-4 (debug build, 2026-12-04): held-out 0.60-0.88, crops
-    // 0.62-0.84, scenes 0.59-0.75, scenes at most 0.25 below crops. The bars sit well under
-    // the worst seed and far above chance, where a broken pipeline (misframed crops, wrong
-    // class order, a network that did not learn) lands: the detector frames a face a few
-    // pixels and a few per cent of scale away from the training crops, which costs a little.
-    assert!(crop_accuracy > 0.45, "crop accuracy {crop_accuracy:.2}");
-    assert!(scene_accuracy > 0.3, "scene accuracy {scene_accuracy:.2}");
+    // Seven classes: chance is 14 %; a face the detector misses counts as wrong. A broken
+    // pipeline (misframed crops, wrong class order, a network that did not learn) lands near
+    // chance: with 64 faces, 0.14 +- 0.04. Spread of a working one over training seeds 0-9
+    // (`EFEA_SCENES_SEED`, debug build, 2026-12-08, revision f86dca3): held-out 0.49-0.82,
+    // crops 0.44-0.75 (mean 0.63), scenes 0.33-0.66 (mean 0.49), scenes 0.01-0.32 below
+    // crops (mean 0.14). Which network six epochs end in, and so how well it names people it
+    // has not seen, moves with the floating-point summation order of any kernel; the bars sit
+    // below the worst seed and above chance by three of its standard deviations.
+    assert!(crop_accuracy > 0.3, "crop accuracy {crop_accuracy:.2}");
+    assert!(scene_accuracy > 0.27, "scene accuracy {scene_accuracy:.2}");
     assert!(
-        scene_accuracy >= crop_accuracy - 0.3,
+        scene_accuracy >= crop_accuracy - 0.45,
         "scenes {scene_accuracy:.2} against crops {crop_accuracy:.2}"
     );
 }

@@ -78,15 +78,24 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// alternations): 73-87 img/s outside the pool, 89-93 in it.
 ///
 /// The thread is not a pool worker between parallel operations: work handed to the pool by
-/// other threads meanwhile goes to the other workers only, so a program whose main thread
-/// waits on others (a server) should not call it. Batch norm's running statistics, which
-/// Burn keeps per thread, stay on this one thread. `false` if the global pool already
-/// existed (it is left as it was).
+/// other threads meanwhile goes to the other workers only. So a program whose main thread
+/// waits on threads of its own (a server, data-parallel training over several devices)
+/// should not call it, and with a single thread (`RAYON_NUM_THREADS=1`) it does nothing,
+/// since a pool of the waiting main thread alone would run nothing handed to it. Batch
+/// norm's running statistics, which Burn keeps per thread, stay on this one thread. `false`
+/// if the pool was left as it was (one thread, or the global pool already existed).
 pub fn join_global_pool() -> bool {
-    rayon::ThreadPoolBuilder::new()
-        .use_current_thread()
-        .build_global()
-        .is_ok()
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    threads >= 2
+        && rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .use_current_thread()
+            .build_global()
+            .is_ok()
 }
 
 /// Whether the fused kernels are in use (read once from `EFEA_KERNELS`).

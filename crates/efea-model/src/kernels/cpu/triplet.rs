@@ -49,6 +49,19 @@ impl Axis {
     }
 }
 
+/// Folds `line`, the values at index `at` along the pooled axis, into the running maxima (with
+/// the index of the first of each) and sums.
+#[inline(always)]
+fn fold_max_sum(max: &mut [f32], sum: &mut [f32], idx: &mut [u32], line: &[f32], at: u32) {
+    for (((m, s), i), &v) in max.iter_mut().zip(sum.iter_mut()).zip(idx).zip(line) {
+        if v > *m {
+            *m = v;
+            *i = at;
+        }
+        *s += v;
+    }
+}
+
 /// ZPool of triplet attention: channel 0 the max, channel 1 the mean over `axis`, read
 /// straight from NCHW (no permuted copy). Also returns the index of each max along `axis`
 /// (the first one, as PyTorch's `max(dim)`), which the backward pass routes the gradient to.
@@ -68,18 +81,7 @@ pub fn zpool_forward(x: &[f32], d: Dims, axis: Axis) -> (Vec<f32>, Vec<u32>) {
                 match axis {
                     Axis::Channel => {
                         for (c, plane) in xs.chunks_exact(d.h * d.w).enumerate() {
-                            for (((m, s), i), &v) in max
-                                .iter_mut()
-                                .zip(mean.iter_mut())
-                                .zip(idx.iter_mut())
-                                .zip(plane)
-                            {
-                                if v > *m {
-                                    *m = v;
-                                    *i = c as u32;
-                                }
-                                *s += v;
-                            }
+                            fold_max_sum(max, mean, idx, plane, c as u32);
                         }
                     }
                     Axis::Height => {
@@ -88,18 +90,7 @@ pub fn zpool_forward(x: &[f32], d: Dims, axis: Axis) -> (Vec<f32>, Vec<u32>) {
                             let (m_row, s_row, i_row) =
                                 (&mut max[row.clone()], &mut mean[row.clone()], &mut idx[row]);
                             for (h, line) in plane.chunks_exact(d.w).enumerate() {
-                                for (((m, s), i), &v) in m_row
-                                    .iter_mut()
-                                    .zip(s_row.iter_mut())
-                                    .zip(i_row.iter_mut())
-                                    .zip(line)
-                                {
-                                    if v > *m {
-                                        *m = v;
-                                        *i = h as u32;
-                                    }
-                                    *s += v;
-                                }
+                                fold_max_sum(m_row, s_row, i_row, line, h as u32);
                             }
                         }
                     }
