@@ -9,8 +9,8 @@ use burn::tensor::Tensor;
 
 use super::cpu::{self, Act, Nchw};
 use super::{
-    AdFlex, Route, ad, contiguous, dims4, flex, from_ad, from_flex, new_tensor, record, route,
-    values,
+    AdFlex, Route, ad, contiguous, dims4, flex, from_ad, from_flex, new_tensor, overwritable,
+    record, route, values,
 };
 
 /// What [`batch_norm_act_train`] returns: the activated output and the batch statistics
@@ -47,10 +47,9 @@ impl Backward<Flex, 3> for BnActBackward {
         let shape = Nchw { n, c, hw: h * w };
         let (x, gamma, beta) = (values(&s.x), values(&s.gamma), values(&s.beta));
         let (mean, var) = (&s.mean, &s.variance);
-        // The incoming gradient is ours alone as a rule: dx overwrites it.
-        let dense = grad.layout().contiguous_offsets() == Some((0, n * c * h * w));
-        let (dx, dgamma, dbeta) = match grad.try_storage_mut::<f32>() {
-            Some(dy) if dense && dy.len() == n * c * h * w => {
+        // dx overwrites the incoming gradient where it can.
+        let (dx, dgamma, dbeta) = match overwritable(&mut grad, n * c * h * w) {
+            Some(dy) => {
                 let (dgamma, dbeta) = cpu::bn_act_train_backward_in_place(
                     x, dy, shape, gamma, beta, mean, var, s.epsilon, s.act,
                 );

@@ -8,7 +8,7 @@ use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::tensor::Tensor;
 
-use super::{contiguous, conv_op, dims4, new_tensor, values};
+use super::{contiguous, conv_op, dims4, new_tensor, overwritable, values};
 
 use super::cpu::{self, Depthwise};
 
@@ -44,11 +44,8 @@ impl DepthwiseState {
             )
         });
         let dx = want_x.then(|| {
-            let dense = grad.layout().contiguous_offsets().map(|(start, _)| start) == Some(0);
-            let in_place = dense
-                && grad
-                    .try_storage_mut::<f32>()
-                    .is_some_and(|dy| cpu::depthwise_backward_input_in_place(dy, weight, g));
+            let in_place = overwritable(&mut grad, g.n * g.c * g.h * g.w)
+                .is_some_and(|dy| cpu::depthwise_backward_input_in_place(dy, weight, g));
             if in_place {
                 grad
             } else {

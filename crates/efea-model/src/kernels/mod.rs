@@ -156,6 +156,18 @@ fn contiguous(tensor: FlexTensor) -> FlexTensor {
     }
 }
 
+/// The values of `tensor` for a result of the same length to be written over (an incoming
+/// gradient is ours alone as a rule): `Some` when it holds exactly `len` contiguous `f32`
+/// values from the start of a buffer that no other tensor shares.
+fn overwritable(tensor: &mut FlexTensor, len: usize) -> Option<&mut [f32]> {
+    if tensor.layout().contiguous_offsets() != Some((0, len)) {
+        return None;
+    }
+    tensor
+        .try_storage_mut::<f32>()
+        .filter(|values| values.len() == len)
+}
+
 fn values(tensor: &FlexTensor) -> &[f32] {
     tensor
         .as_slice::<f32>()
